@@ -1,0 +1,1 @@
+"""Dashboards: grafanalib definitions, Grafana provisioning, local HTML report."""

@@ -1,0 +1,167 @@
+"""Settings for every learnstream component.
+
+One pydantic model per component, gathered in :class:`Settings`. Every value can be set from the
+environment with the prefix ``LEARNSTREAM_`` and ``__`` between levels, for example
+``LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or ``LEARNSTREAM_CLICKHOUSE__DSN=http://ch:8123``.
+``.env.example`` lists every variable; a test keeps it in step with these classes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# anvil's well-known development mnemonic: its accounts are public, funded only on local chains.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+class KafkaSettings(BaseModel):
+    """Where clients find Kafka, and how the local broker runs."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list that every client uses."
+    )
+    host: str = Field("127.0.0.1", description="Local broker: listen address.")
+    port: int = Field(9092, ge=1, le=65535, description="Local broker: client port.")
+    controller_port: int = Field(9093, ge=1, le=65535, description="Local broker: KRaft port.")
+    heap: str = Field("512m", pattern=r"^\d+[kmg]$", description="Local broker: JVM -Xmx/-Xms.")
+    cluster_id: str = Field(
+        "bGVhcm5zdHJlYW0tbG9jYWw",
+        min_length=22,
+        max_length=22,
+        description="Local broker: KRaft cluster id used when formatting storage.",
+    )
+    version: str = Field("4.1.1", description="Apache Kafka version resolved by build/pom.xml.")
+
+    @model_validator(mode="after")
+    def _default_bootstrap(self) -> KafkaSettings:
+        # A moved local broker moves its clients too, unless they were pointed elsewhere.
+        if "bootstrap_servers" not in self.model_fields_set:
+            self.bootstrap_servers = f"{self.host}:{self.port}"
+        return self
+
+
+class TopicSettings(BaseModel):
+    """Defaults for the topic catalogue; per-topic overrides by name."""
+
+    partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    retention_ms: int = Field(7 * DAY_MS, ge=-1, description="-1 keeps records forever.")
+    dlq_retention_ms: int = Field(7 * DAY_MS, ge=-1)
+    derived_retention_ms: int = Field(7 * DAY_MS, ge=-1)
+    overrides: dict[str, dict[str, int | str]] = Field(
+        default_factory=dict,
+        description='JSON, e.g. {"learner.qos": {"partitions": 12, "retention.ms": 86400000}}',
+    )
+
+
+class ClickHouseSettings(BaseModel):
+    """The ClickHouse every client talks to, and the local embedded server."""
+
+    dsn: str = Field(
+        "http://127.0.0.1:8123",
+        description="http(s)://[user[:password]@]host:port[/database] for the HTTP interface, "
+        "or chdb:///path for single-process use.",
+    )
+    host: str = Field("127.0.0.1", description="Local embedded server: listen address.")
+    port: int = Field(8123, ge=1, le=65535, description="Local embedded server: HTTP port.")
+    user: str = Field("default", description="Local embedded server: accepted user.")
+    password: SecretStr = Field(SecretStr(""), description="Local embedded server: password.")
+    data_dir: Path | None = Field(
+        None, description="Local embedded server: chdb data folder (default .stack/clickhouse)."
+    )
+    workers: int = Field(4, ge=1, description="Local embedded server: query threads.")
+
+    @model_validator(mode="after")
+    def _default_dsn(self) -> ClickHouseSettings:
+        if "dsn" not in self.model_fields_set:
+            self.dsn = f"http://{self.host}:{self.port}"
+        return self
+
+
+class ChainSettings(BaseModel):
+    """The EVM node: RPC address, and how the local anvil runs."""
+
+    rpc_url: str = Field("http://127.0.0.1:8545")
+    host: str = Field("127.0.0.1")
+    port: int = Field(8545, ge=1, le=65535)
+    chain_id: int = Field(31337, ge=1)
+    mnemonic: SecretStr = Field(SecretStr(DEV_MNEMONIC))
+    accounts: int = Field(10, ge=1)
+    state_interval_s: int = Field(
+        5, ge=1, description="anvil saves its --state file this often and on a clean exit."
+    )
+
+    @model_validator(mode="after")
+    def _default_rpc(self) -> ChainSettings:
+        if "rpc_url" not in self.model_fields_set:
+            self.rpc_url = f"http://{self.host}:{self.port}"
+        return self
+
+
+class StackSettings(BaseModel):
+    """The local stack manager."""
+
+    state_dir: Path = Field(PROJECT_ROOT / ".stack", description="PID files, logs and data.")
+    jars_dir: Path = Field(PROJECT_ROOT / ".cache" / "jars", description="Maven-resolved jars.")
+    tools_dir: Path = Field(
+        PROJECT_ROOT / "tools" / "node_modules", description="npm-installed anvil and solcjs."
+    )
+    java_home: Path | None = Field(None, description="JDK/JRE 17+; default: JAVA_HOME, then PATH.")
+    startup_timeout_s: float = Field(90.0, gt=0)
+    stop_timeout_s: float = Field(20.0, gt=0)
+    services: list[str] = Field(
+        default_factory=lambda: ["kafka", "clickhouse", "anvil"],
+        description="Which local services `stack up` starts.",
+    )
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"kafka", "clickhouse", "anvil"})
+        if unknown:
+            raise ValueError(f"unknown stack services {unknown}; known: kafka, clickhouse, anvil")
+        return value
+
+
+class Settings(BaseSettings):
+    """All of learnstream's settings. Environment: ``LEARNSTREAM_<SECTION>__<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEARNSTREAM_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    chain: ChainSettings = Field(default_factory=ChainSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment and ``.env``."""
+    return Settings()
+
+
+def env_var_names(model: type[BaseModel] = Settings, prefix: str = "LEARNSTREAM_") -> list[str]:
+    """Every environment variable the settings read, e.g. ``LEARNSTREAM_KAFKA__PORT``."""
+    names: list[str] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names.extend(env_var_names(annotation, f"{prefix}{name.upper()}__"))
+        else:
+            names.append(f"{prefix}{name.upper()}")
+    return names

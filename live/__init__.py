@@ -1,0 +1,1 @@
+"""Live classes: aiortc rooms, browser client page, WebRTC QoS sampling."""

@@ -1,0 +1,1 @@
+"""Settlement: escrow contract source and build, chain client, nonces, reconciliation."""

@@ -1,0 +1,1 @@
+"""Sinks: ClickHouse migrations and sink, settlement sink."""
