@@ -1,0 +1,1 @@
+"""learnstream: CLI, settings and the local stack manager."""

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# make setup: install everything learnstream needs, idempotently. Each step keeps a stamp with a
+# hash of its inputs (lock files, pom, package-lock) and is skipped while they are unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STAMPS=.cache/stamps
+mkdir -p "$STAMPS"
+UV_VERSION=0.13.9
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+fresh() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
+stamp() { echo "$2" > "$STAMPS/$1"; }
+
+apt_ready=0
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "missing $* and not root: install them with your package manager"
+  if [ $apt_ready = 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_ready=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- system tools: Python 3.11, Java 17+, Maven, Node/npm -----------------------------------------
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+      PYTHON=$("$candidate" -c 'import sys; print(sys.executable)'); break
+    fi
+  done
+fi
+if [ -z "$PYTHON" ]; then
+  apt_install python3.11 python3.11-venv
+  PYTHON=$(command -v python3.11)
+fi
+java_ok() { command -v java >/dev/null 2>&1 &&
+  java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; }
+java_ok || apt_install openjdk-17-jre-headless
+command -v mvn >/dev/null 2>&1 || apt_install maven
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+
+# --- Python: the application venv and the Flink venv -------------------------------------------
+make_venv() {  # $1 venv dir, $2 lock file
+  local venv=$1 lock=$2 key
+  key=$(hash_of "$lock" pyproject.toml)
+  [ -x "$venv/bin/python" ] || { log "creating $venv"; "$PYTHON" -m venv "$venv"; }
+  fresh "$(basename "$venv")" "$key" && [ -x .venv/bin/uv ] && return 0
+  [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
+  log "installing $lock into $venv"
+  .venv/bin/uv pip sync -q --python "$venv/bin/python" "$lock"
+  .venv/bin/uv pip install -q --python "$venv/bin/python" --no-deps -e .
+  stamp "$(basename "$venv")" "$key"
+}
+[ -x .venv/bin/python ] || { log "creating .venv"; "$PYTHON" -m venv .venv; }
+[ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
+make_venv .venv requirements/app.lock
+make_venv .venv-flink requirements/flink.lock
+
+# --- JVM: Kafka broker + tools, Flink Kafka connector, from Maven Central ----------------------
+key=$(hash_of build/pom.xml)
+if ! fresh jars "$key" || ! ls .cache/jars/kafka/kafka_2.13-*.jar >/dev/null 2>&1; then
+  log "resolving Kafka and Flink connector jars with Maven (build/pom.xml)"
+  rm -rf .cache/jars
+  mvn -q -B -Dstyle.color=never -f build/pom.xml package
+  stamp jars "$key"
+fi
+
+# --- npm: anvil and solcjs -----------------------------------------------------------------------
+key=$(hash_of tools/package.json tools/package-lock.json)
+if ! fresh npm "$key" || [ ! -d tools/node_modules/@foundry-rs ]; then
+  log "installing anvil and solc from npm into tools/node_modules"
+  npm ci --prefix tools --no-audit --no-fund --loglevel=error >/dev/null
+  stamp npm "$key"
+fi
+
+log "ready: .venv (app), .venv-flink (PyFlink), .cache/jars, tools/node_modules"

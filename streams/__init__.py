@@ -1,0 +1,1 @@
+"""Kafka plumbing: the topic catalogue, producer/consumer helpers, collector and simulator."""
