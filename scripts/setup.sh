@@ -68,7 +68,7 @@ key=$(hash_of build/pom.xml)
 if ! fresh jars "$key" || ! ls .cache/jars/kafka/kafka_2.13-*.jar >/dev/null 2>&1; then
   log "resolving Kafka and Flink connector jars with Maven (build/pom.xml)"
   rm -rf .cache/jars
-  mvn -q -B -Dstyle.color=never -f build/pom.xml package
+  mvn -q -B -f build/pom.xml package > .cache/mvn.log 2>&1 || { cat .cache/mvn.log >&2; die "Maven could not resolve the jars (log above)"; }
   stamp jars "$key"
 fi
 
