@@ -76,7 +76,7 @@ fi
 key=$(hash_of tools/package.json tools/package-lock.json)
 if ! fresh npm "$key" || [ ! -d tools/node_modules/@foundry-rs ]; then
   log "installing anvil and solc from npm into tools/node_modules"
-  npm ci --prefix tools --no-audit --no-fund --loglevel=error >/dev/null
+  npm ci --prefix tools --no-audit --no-fund --no-update-notifier --loglevel=error >/dev/null
   stamp npm "$key"
 fi
 
