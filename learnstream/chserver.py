@@ -52,14 +52,29 @@ SERVER_NAME = "learnstream-chdb"
 # URL parameters that belong to the HTTP interface, not to the query's settings.
 TRANSPORT_PARAMS = frozenset(
     {
-        "query", "database", "default_format", "query_id", "session_id", "session_timeout",
-        "session_check", "compress", "decompress", "user", "password", "quota_key",
-        "buffer_size", "wait_end_of_query", "enable_http_compression",
-        "http_zlib_compression_level", "send_progress_in_http_headers",
-        "http_headers_progress_interval_ms", "cancel_http_readonly_queries_on_client_close",
-        "client_protocol_version", "http_native_compression_disable_checksumming_on_decompress",
+        "query",
+        "database",
+        "default_format",
+        "query_id",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "compress",
+        "decompress",
+        "user",
+        "password",
+        "quota_key",
+        "buffer_size",
+        "wait_end_of_query",
+        "enable_http_compression",
+        "http_zlib_compression_level",
+        "send_progress_in_http_headers",
+        "http_headers_progress_interval_ms",
+        "cancel_http_readonly_queries_on_client_close",
+        "client_protocol_version",
+        "http_native_compression_disable_checksumming_on_decompress",
     }
-)  # fmt: skip
+)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
@@ -75,10 +90,19 @@ _HEAD_LIMIT = 1 << 20  # an INSERT's SQL must fit in the first MiB of its body
 
 # ClickHouse's own mapping of a few error codes to HTTP statuses; everything else is 500.
 _HTTP_STATUS = {
-    27: 400, 36: 400, 271: 400, 46: 400, 47: 400, 53: 400, 62: 400, 115: 400, 117: 400,
-    60: 404, 81: 404,
+    27: 400,
+    36: 400,
+    271: 400,
+    46: 400,
+    47: 400,
+    53: 400,
+    62: 400,
+    115: 400,
+    117: 400,
+    60: 404,
+    81: 404,
     516: 401,
-}  # fmt: skip
+}
 
 _CONTENT_TYPES = {
     "tabseparated": "text/tab-separated-values; charset=UTF-8",

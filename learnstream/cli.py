@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,14 @@ stack_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(stack_app, name="stack")
+collector_app = typer.Typer(
+    help="The HTTP collector. Without a subcommand: run it.", invoke_without_command=True
+)
+app.add_typer(collector_app, name="collector")
+catalog_app = typer.Typer(help="The course catalogue (course.catalog).", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 
 def _echo(line: str) -> None:
@@ -107,6 +116,169 @@ def stack_smoke(
         f"({result.kafka_s:.1f}s)\nclickhouse: version {result.clickhouse_version}\n"
         f"chain: chain id {result.chain_id}"
     )
+
+
+@collector_app.callback()
+def collector(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (default from settings).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+) -> None:
+    """Run the HTTP collector (POST /v1/events, /v1/xapi/statements, /v1/cmcd)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from streams.collector import create_app
+
+    settings = get_settings()
+    if not settings.collector.api_keys:
+        raise LearnstreamError(
+            "no API keys configured: create one with `learnstream collector keygen <client>` "
+            "and set LEARNSTREAM_COLLECTOR__API_KEYS"
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.collector.host,
+        port=port or settings.collector.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="info",
+    )
+
+
+@collector_app.command("keygen")
+def collector_keygen(
+    client: Annotated[str, typer.Argument(help="Client id, e.g. web-player or ios-app.")],
+) -> None:
+    """Make an API key for a client: prints the key (give it to the client, once) and the
+    LEARNSTREAM_COLLECTOR__API_KEYS entry to store (only the hash)."""
+    from streams.collector import generate_key, hash_key
+
+    key = generate_key()
+    typer.echo(f"key for {client}: {key}")
+    typer.echo(f"settings entry: {json.dumps({client: hash_key(key)})}")
+
+
+def _since(value: str | None) -> datetime | None:
+    """An ISO timestamp, or a duration back from now such as 30m, 6h, 2d."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[:-1].isdigit() and value[-1] in units:
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{value!r}: use an ISO time (2026-11-28T10:00Z) or 30m/6h/2d"
+        ) from exc
+    if parsed.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} has no time zone: add Z for UTC")
+    return parsed
+
+
+ReasonOpt = Annotated[str | None, typer.Option(help="malformed_json | unknown_type | invalid")]
+SinceOpt = Annotated[str | None, typer.Option(help="ISO time or 30m/6h/2d back from now.")]
+ClientOpt = Annotated[str | None, typer.Option("--client", help="Only this client id.")]
+
+
+def _selected(reason: str | None, since: str | None, client: str | None, ids: list[str]):  # type: ignore[no-untyped-def]
+    from streams import dlq
+
+    contents = dlq.read_all(get_settings().kafka.bootstrap_servers)
+    chosen = dlq.select(contents.letters, reason, _since(since), None, client, ids)
+    return contents, chosen
+
+
+@dlq_app.command("list")
+def dlq_list(
+    reason: ReasonOpt = None,
+    since: SinceOpt = None,
+    client: ClientOpt = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many (newest).")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Dead letters by reason and time, newest last, with whether each was replayed."""
+    contents, chosen = _selected(reason, since, client, [])
+    chosen = sorted(chosen, key=lambda letter: letter.record.received_at)[-limit:]
+    for letter in chosen:
+        rec = letter.record
+        replayed = rec.dlq_id in contents.replayed
+        if as_json:
+            data = json.loads(rec.model_dump_json(exclude={"raw"}))
+            typer.echo(json.dumps({**data, "replayed": replayed}))
+        else:
+            mark = "replayed" if replayed else ""
+            typer.echo(
+                f"{rec.received_at:%Y-%m-%dT%H:%M:%SZ}  {rec.reason:<14} {rec.client_id:<12} "
+                f"{rec.dlq_id}  {mark:<8} {rec.detail[:90]}"
+            )
+    reasons = {
+        r: sum(1 for x in chosen if x.record.reason == r)
+        for r in ("malformed_json", "unknown_type", "invalid")
+    }
+    typer.echo(f"{len(chosen)} shown; by reason: {reasons}", err=True)
+
+
+@dlq_app.command("show")
+def dlq_show(dlq_id: Annotated[str, typer.Argument(help="The dead letter's id.")]) -> None:
+    """One dead letter in full, raw payload included."""
+    contents, chosen = _selected(None, None, None, [dlq_id])
+    if not chosen:
+        raise LearnstreamError(f"no dead letter {dlq_id} in the DLQ topic")
+    letter = chosen[0]
+    data = json.loads(letter.record.model_dump_json())
+    data["partition"], data["offset"] = letter.partition, letter.offset
+    marker = contents.replayed.get(letter.record.dlq_id)
+    data["replayed"] = json.loads(marker.model_dump_json()) if marker else None
+    typer.echo(json.dumps(data, indent=2))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="Dead-letter ids (default: all selected).")
+    ] = None,
+    reason: ReasonOpt = None,
+    since: SinceOpt = None,
+    client: ClientOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would happen.")] = False,
+) -> None:
+    """Run selected dead letters through validation again; write what passes, exactly once."""
+    from streams.dlq import Replayer
+
+    contents, chosen = _selected(reason, since, client, ids or [])
+    results = Replayer(get_settings()).replay(chosen, contents, dry_run=dry_run)
+    for result in results:
+        typer.echo(f"{result.dlq_id}  {result.outcome:<16} {result.detail[:100]}")
+    counts = {
+        o: sum(1 for r in results if r.outcome == o)
+        for o in ("replayed", "would_replay", "already_replayed", "still_rejected")
+    }
+    typer.echo(f"{len(results)} selected: {counts}", err=True)
+
+
+@catalog_app.command("load")
+def catalog_load(
+    path: Annotated[Path, typer.Argument(help="JSON array, one object, or JSON Lines of courses.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate only.")] = False,
+) -> None:
+    """Validate a catalogue file and publish every course to course.catalog."""
+    from streams.catalog import CatalogError, load_courses, publish_catalog
+
+    try:
+        courses = load_courses(path)
+    except CatalogError as exc:
+        raise LearnstreamError(str(exc)) from exc
+    if dry_run:
+        typer.echo(f"{len(courses)} courses valid in {path}")
+        return
+    count = publish_catalog(get_settings().kafka.bootstrap_servers, courses)
+    typer.echo(f"published {count} courses to course.catalog")
 
 
 @app.command("settings")

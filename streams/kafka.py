@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +92,64 @@ def produce_all(
             f"failed; first failures: {report.failed[:5]}"
         )
     return report
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+
+def read_to_end(
+    bootstrap_servers: str, topics: list[str], timeout: float = 30.0
+) -> list[ReadRecord]:
+    """Every committed record of ``topics`` up to their ends as of now (no group offsets used)."""
+    consumer = make_consumer(bootstrap_servers, f"learnstream-reader-{uuid.uuid4().hex[:8]}")
+    out: list[ReadRecord] = []
+    try:
+        ends: dict[tuple[str, int], int] = {}
+        assignment = []
+        for topic in topics:
+            metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            for partition in metadata.partitions:
+                tp = TopicPartition(topic, partition)
+                low, high = consumer.get_watermark_offsets(tp, timeout)
+                if high > low:
+                    ends[(topic, partition)] = high
+                    assignment.append(TopicPartition(topic, partition, low))
+        consumer.assign(assignment)
+        deadline = time.monotonic() + timeout * 4
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=5000, timeout=0.5):
+                if msg.error():
+                    raise KafkaException(msg.error())
+                where = (msg.topic(), msg.partition())
+                out.append(
+                    ReadRecord(
+                        msg.topic(),
+                        msg.partition(),
+                        msg.offset(),
+                        msg.key(),
+                        msg.value(),
+                        msg.timestamp()[1],
+                    )
+                )
+                if msg.offset() + 1 >= ends.get(where, 0):
+                    ends.pop(where, None)
+            # A transaction's commit marker takes an offset no record has: the position tells.
+            if ends:
+                positions = consumer.position([TopicPartition(t, p) for t, p in ends])
+                for tp in positions:
+                    if tp.offset >= ends[(tp.topic, tp.partition)]:
+                        ends.pop((tp.topic, tp.partition))
+        if ends:
+            raise TimeoutError(f"could not read to the end of {sorted(ends)}")
+    finally:
+        consumer.close()
+    return out

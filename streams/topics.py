@@ -44,10 +44,21 @@ SETTLEMENT_RECEIPTS = Topic("settlement.receipts", Kind.DERIVED, "settlement tra
 PIPELINE_METRICS = Topic("pipeline.metrics", Kind.DERIVED, "throughput and lag, every 10 s")
 
 CATALOGUE: tuple[Topic, ...] = (
-    LEARNER_VIEWS, LEARNER_PLAYBACK, LEARNER_QOS, LEARNER_QUIZ, LEARNER_ENROLLMENTS, LIVE_QOS,
-    COURSE_CATALOG, LEARNER_DLQ, QOS_AGG_1M, COMPLETION_SCORES, COURSE_COMPLETED, RECO_METRICS,
-    SETTLEMENT_RECEIPTS, PIPELINE_METRICS,
-)  # fmt: skip
+    LEARNER_VIEWS,
+    LEARNER_PLAYBACK,
+    LEARNER_QOS,
+    LEARNER_QUIZ,
+    LEARNER_ENROLLMENTS,
+    LIVE_QOS,
+    COURSE_CATALOG,
+    LEARNER_DLQ,
+    QOS_AGG_1M,
+    COMPLETION_SCORES,
+    COURSE_COMPLETED,
+    RECO_METRICS,
+    SETTLEMENT_RECEIPTS,
+    PIPELINE_METRICS,
+)
 
 BY_NAME: dict[str, Topic] = {t.name: t for t in CATALOGUE}
 
@@ -86,3 +97,14 @@ def specs(settings: TopicSettings) -> list[TopicSpec]:
         configs.update(override)
         out.append(TopicSpec(topic.name, partitions, replication, configs))
     return out
+
+
+# Where each event type goes. Every record from a client is keyed by learner_id.
+TOPIC_FOR_TYPE: dict[str, str] = {
+    "course_viewed": LEARNER_VIEWS.name,
+    "video_playback": LEARNER_PLAYBACK.name,
+    "playback_qos": LEARNER_QOS.name,
+    "quiz_result": LEARNER_QUIZ.name,
+    "enrollment": LEARNER_ENROLLMENTS.name,
+    "live_qos": LIVE_QOS.name,
+}

@@ -107,3 +107,7 @@ def ch(stack: Stack, ch_database: str) -> Iterator[Client]:
 
 def unique_topic(prefix: str = "test") -> str:
     return f"{prefix}.{uuid.uuid4().hex[:10]}"
+
+
+# The collector fixture lives with its helpers; importing it here registers it for all tests.
+from tests.collector_fixtures import collector  # noqa: E402, F401

@@ -44,10 +44,20 @@ def test_clickhouse_one_process_inserts_while_another_queries(
 ) -> None:
     batches, rows = 30, 2000
     writer = subprocess.Popen(
-        [sys.executable, "-m", "tests.ch_writer", stack.settings.clickhouse.dsn, ch_database,
-         str(batches), str(rows)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.ch_writer",
+            stack.settings.clickhouse.dsn,
+            ch_database,
+            str(batches),
+            str(rows),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen: list[int] = []
     try:
         while writer.poll() is None:
@@ -76,8 +86,11 @@ def test_clickhouse_one_process_inserts_while_another_queries(
 
 def test_clickhouse_bound_parameters_are_values_never_sql(events: Client) -> None:
     hostile = "x'); DROP TABLE events; --"
-    events.insert("events", [[1, hostile, datetime.now(UTC), 5]],
-                  column_names=["id", "learner", "at", "amount_minor"])  # fmt: skip
+    events.insert(
+        "events",
+        [[1, hostile, datetime.now(UTC), 5]],
+        column_names=["id", "learner", "at", "amount_minor"],
+    )
     found = events.query(
         "SELECT id FROM events WHERE learner = {name:String}", parameters={"name": hostile}
     ).result_rows
@@ -95,8 +108,11 @@ def test_clickhouse_query_and_parameters_sent_as_a_multipart_form(
         dsn=stack.settings.clickhouse.dsn, database=ch_database, form_encode_query_params=True
     )
     try:
-        events.insert("events", [[7, "multi", datetime.now(UTC), 70]],
-                      column_names=["id", "learner", "at", "amount_minor"])  # fmt: skip
+        events.insert(
+            "events",
+            [[7, "multi", datetime.now(UTC), 70]],
+            column_names=["id", "learner", "at", "amount_minor"],
+        )
         long_list = [f"nobody-{i}" for i in range(2000)] + ["multi"]
         found = form_client.query(
             "SELECT id FROM events WHERE learner IN {names:Array(String)}",
@@ -164,8 +180,11 @@ def test_clickhouse_raw_http_insert_at_head_of_body_chunked_and_compressed(
     reply = httpx.get(url, params={"query": "SELECT 1 FORMAT JSONEachRow"})
     assert reply.text == '{"1":1}\n'
     assert reply.headers["X-ClickHouse-Format"] == "JSONEachRow"
-    bad = httpx.post(url, params={"database": ch_database},
-                     content=b"INSERT INTO events FORMAT JSONEachRow\n{not json}\n")  # fmt: skip
+    bad = httpx.post(
+        url,
+        params={"database": ch_database},
+        content=b"INSERT INTO events FORMAT JSONEachRow\n{not json}\n",
+    )
     assert bad.status_code >= 400
     assert "X-ClickHouse-Exception-Code" in bad.headers
 
@@ -174,10 +193,22 @@ def test_clickhouse_ping_needs_no_auth_and_a_wrong_password_gets_401(tmp_path: P
     port = free_port()
     env = {**os.environ, "LEARNSTREAM_CLICKHOUSE__PASSWORD": "s3cret"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "learnstream.chserver", "--data-dir", str(tmp_path / "ch"),
-         "--port", str(port), "--workers", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "learnstream.chserver",
+            "--data-dir",
+            str(tmp_path / "ch"),
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -28,18 +28,27 @@ def test_faust_worker_consumes_every_message_with_a_changelog_table(
     topic = unique_topic("faust").replace(".", "-")
     ensure_topics(bootstrap, [TopicSpec(topic, 3, 1, {})])
     out = tmp_path / "seen.txt"
-    env = {**os.environ, "SMOKE_BOOTSTRAP": bootstrap, "SMOKE_TOPIC": topic,
-           "SMOKE_OUT": str(out), "SMOKE_DATADIR": str(tmp_path / "faust")}  # fmt: skip
+    env = {
+        **os.environ,
+        "SMOKE_BOOTSTRAP": bootstrap,
+        "SMOKE_TOPIC": topic,
+        "SMOKE_OUT": str(out),
+        "SMOKE_DATADIR": str(tmp_path / "faust"),
+    }
     faust_bin = Path(sys.executable).parent / "faust"
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [str(faust_bin), "-A", "tests.faust_smoke_app", "worker", "-l", "info"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     messages = 300
     try:
-        produce_all(make_producer(bootstrap), topic,
-                    [(f"learner-{i % 5}", str(i)) for i in range(messages)])  # fmt: skip
+        produce_all(
+            make_producer(bootstrap), topic, [(f"learner-{i % 5}", str(i)) for i in range(messages)]
+        )
         deadline = time.monotonic() + 120
         lines: list[str] = []
         while time.monotonic() < deadline:

@@ -76,14 +76,20 @@ def test_kafka_console_consumer_from_the_same_jars_reads_the_messages(
     cmd = kafka_tool_command(
         settings,
         "org.apache.kafka.tools.consumer.ConsoleConsumer",
-        "--bootstrap-server", settings.kafka.bootstrap_servers,
-        "--topic", keyed_topic,
+        "--bootstrap-server",
+        settings.kafka.bootstrap_servers,
+        "--topic",
+        keyed_topic,
         "--from-beginning",
-        "--max-messages", str(MESSAGES),
-        "--timeout-ms", "60000",
-        "--property", "print.key=true",
-        "--property", "key.separator=|",
-    )  # fmt: skip
+        "--max-messages",
+        str(MESSAGES),
+        "--timeout-ms",
+        "60000",
+        "--property",
+        "print.key=true",
+        "--property",
+        "key.separator=|",
+    )
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
@@ -107,8 +113,10 @@ def test_stack_up_creates_the_topic_catalogue(stack: Stack) -> None:
     for name, spec in expected.items():
         assert name in metadata.topics, name
         assert len(metadata.topics[name].partitions) == spec.partitions
-    resources = [ConfigResource(ResourceType.TOPIC, "course.catalog"),
-                 ConfigResource(ResourceType.TOPIC, "learner.dlq")]  # fmt: skip
+    resources = [
+        ConfigResource(ResourceType.TOPIC, "course.catalog"),
+        ConfigResource(ResourceType.TOPIC, "learner.dlq"),
+    ]
     configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
     assert configs["course.catalog"]["cleanup.policy"].value == "compact"
     assert configs["learner.dlq"]["retention.ms"].value == str(settings.topics.dlq_retention_ms)

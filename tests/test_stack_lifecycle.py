@@ -69,12 +69,18 @@ def test_stack_restart_keeps_topic_data_and_chain_state(make_stack: Callable[...
     s = stack.settings
     topic = unique_topic("durable")
     ensure_topics(s.kafka.bootstrap_servers, [TopicSpec(topic, 3, 1, {})])
-    produce_all(make_producer(s.kafka.bootstrap_servers), topic,
-                [(f"k{i % 7}", f"v{i}") for i in range(500)])  # fmt: skip
+    produce_all(
+        make_producer(s.kafka.bootstrap_servers),
+        topic,
+        [(f"k{i % 7}", f"v{i}") for i in range(500)],
+    )
     accounts = rpc(s.chain.rpc_url, "eth_accounts")
     assert isinstance(accounts, list)
-    tx = rpc(s.chain.rpc_url, "eth_sendTransaction",
-             {"from": accounts[0], "to": accounts[1], "value": hex(12345)})  # fmt: skip
+    tx = rpc(
+        s.chain.rpc_url,
+        "eth_sendTransaction",
+        {"from": accounts[0], "to": accounts[1], "value": hex(12345)},
+    )
     rpc(s.chain.rpc_url, "anvil_mine", "0x3")
     block_before = int(str(rpc(s.chain.rpc_url, "eth_blockNumber")), 16)
     balance_before = rpc(s.chain.rpc_url, "eth_getBalance", accounts[1], "latest")
@@ -174,8 +180,13 @@ def test_cli_stack_up_with_a_taken_port_exits_nonzero_with_the_message(tmp_path:
         squatter.listen()
         result = subprocess.run(
             [sys.executable, "-m", "learnstream.cli", "stack", "up"],
-            capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
     assert result.returncode == PortInUseError.exit_code
     assert f"port 127.0.0.1:{settings.clickhouse.port} is already in use" in result.stderr
     assert "Traceback" not in result.stderr
@@ -229,16 +240,22 @@ def test_cli_missing_java_exits_with_its_code(tmp_path: Path) -> None:
     }
     result = subprocess.run(
         [sys.executable, "-m", "learnstream.cli", "stack", "up"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == JavaNotFoundError.exit_code, result.stderr
     assert "error: Java 17 or newer is needed" in result.stderr
 
 
 def test_stop_kills_a_process_that_ignores_its_signal(tmp_path: Path) -> None:
     code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
-    record = procs.spawn([sys.executable, "-c", code], tmp_path / "x.log", tmp_path / "x.pid",
-                         dict(os.environ))  # fmt: skip
+    record = procs.spawn(
+        [sys.executable, "-c", code], tmp_path / "x.log", tmp_path / "x.pid", dict(os.environ)
+    )
     time.sleep(0.3)
     assert record.alive()
     assert procs.stop(record, signal.SIGTERM, timeout=0.5) is True

@@ -74,8 +74,10 @@ def spawn(command: list[str], log_path: Path, pidfile: Path, env: dict[str, str]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} start: "
-                  f"{' '.join(redact(command))}\n".encode())  # fmt: skip
+        log.write(
+            f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} start: "
+            f"{' '.join(redact(command))}\n".encode()
+        )
         log.flush()
         proc = subprocess.Popen(
             command,
@@ -94,8 +96,9 @@ def spawn(command: list[str], log_path: Path, pidfile: Path, env: dict[str, str]
         time.sleep(0.01)
     record = PidRecord(proc.pid, start or -1, redact(command))
     tmp = pidfile.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": record.pid, "start_time": record.start_time,
-                               "command": record.command}))  # fmt: skip
+    tmp.write_text(
+        json.dumps({"pid": record.pid, "start_time": record.start_time, "command": record.command})
+    )
     tmp.replace(pidfile)
     return record
 

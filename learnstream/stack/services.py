@@ -206,11 +206,19 @@ class Kafka(Service):
         """Format KRaft storage on the first run (kafka-storage.sh format --standalone)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            str(java), "-Xmx256m",
+            str(java),
+            "-Xmx256m",
             f"-Dlog4j2.configurationFile={STACK_DIR / 'tools-log4j2.properties'}",
-            "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-            "--cluster-id", self.settings.kafka.cluster_id, "--config", str(self.config_path),
-        ]  # fmt: skip
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "--cluster-id",
+            self.settings.kafka.cluster_id,
+            "--config",
+            str(self.config_path),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:
             raise MissingArtifactError(
@@ -254,9 +262,18 @@ class ClickHouse(Service):
     def command(self) -> list[str]:
         c = self.settings.clickhouse
         return [
-            sys.executable, "-m", "learnstream.chserver", "--data-dir", str(self.data_dir),
-            "--host", c.host, "--port", str(c.port), "--workers", str(c.workers),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "learnstream.chserver",
+            "--data-dir",
+            str(self.data_dir),
+            "--host",
+            c.host,
+            "--port",
+            str(c.port),
+            "--workers",
+            str(c.workers),
+        ]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -312,10 +329,21 @@ class Anvil(Service):
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         return [
             str(find_anvil(self.settings)),
-            "--host", c.host, "--port", str(c.port), "--chain-id", str(c.chain_id),
-            "--mnemonic", c.mnemonic.get_secret_value(), "--accounts", str(c.accounts),
-            "--state", str(self.state_file), "--state-interval", str(c.state_interval_s),
-        ]  # fmt: skip
+            "--host",
+            c.host,
+            "--port",
+            str(c.port),
+            "--chain-id",
+            str(c.chain_id),
+            "--mnemonic",
+            c.mnemonic.get_secret_value(),
+            "--accounts",
+            str(c.accounts),
+            "--state",
+            str(self.state_file),
+            "--state-interval",
+            str(c.state_interval_s),
+        ]
 
     def healthy(self) -> bool:
         try:

@@ -1,0 +1,247 @@
+"""Learner events: a shared envelope and one class per event type, discriminated by ``type``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter, field_validator, model_validator
+
+from schemas.base import (
+    SUPPORTED_SCHEMA_VERSIONS,
+    Address,
+    Id,
+    Money,
+    Strict,
+    Text,
+    UtcDatetime,
+    Wei,
+)
+
+NetworkType = Literal["5g_sa", "5g_nsa", "4g", "3g", "wifi", "ethernet", "unknown"]
+Platform = Literal["ios", "android", "web", "desktop", "smart_tv", "server", "other"]
+
+
+class Client(Strict):
+    """Who sent the event, from where, over which network."""
+
+    platform: Platform
+    app_version: Text
+    device: Text = Field(description="Device model or user-agent family")
+    network_type: NetworkType
+    region: Id = Field("unknown", description="Client region, e.g. eu-west or a country code")
+    edge_node: Id = Field("unknown", description="CDN/MEC edge node id that served the client")
+
+
+class Envelope(Strict):
+    """Fields every event carries. ``event_id`` is the identity everywhere."""
+
+    event_id: uuid.UUID
+    schema_version: int = Field(1, description="Major version; unknown versions are rejected")
+    occurred_at: UtcDatetime = Field(description="Client clock, tz-aware; stored as UTC")
+    received_at: UtcDatetime | None = Field(None, description="Set by the collector")
+    learner_id: Id
+    session_id: Id
+    client: Client
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(
+                f"schema_version {value} is not supported (supported: "
+                f"{sorted(SUPPORTED_SCHEMA_VERSIONS)})"
+            )
+        return value
+
+
+class CourseViewed(Envelope):
+    """A learner viewed a course page or a lesson page."""
+
+    type: Literal["course_viewed"] = "course_viewed"
+    course_id: Id
+    page: Literal["overview", "syllabus", "lesson", "pricing", "reviews", "other"]
+    lesson_id: Id | None = None
+    dwell_ms: int = Field(ge=0, le=86_400_000, description="Time on the page")
+
+    @model_validator(mode="after")
+    def _lesson_page_has_lesson(self) -> CourseViewed:
+        if self.page == "lesson" and self.lesson_id is None:
+            raise ValueError("page 'lesson' needs lesson_id")
+        return self
+
+
+Segment = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class VideoPlayback(Envelope):
+    """A video statement with xAPI Video Profile semantics (times in seconds)."""
+
+    type: Literal["video_playback"] = "video_playback"
+    course_id: Id
+    video_id: Id
+    verb: Literal["initialized", "played", "paused", "seeked", "completed", "terminated"]
+    time: float | None = Field(None, ge=0, description="Playhead (xAPI result time)")
+    time_from: float | None = Field(None, ge=0, description="Seek origin (seeked only)")
+    time_to: float | None = Field(None, ge=0, description="Seek target (seeked only)")
+    length: float = Field(gt=0, le=86_400, description="Video length in seconds")
+    played_segments: list[Segment] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="[[start, end], …] played so far (xAPI played-segments)",
+    )
+    progress: float | None = Field(None, ge=0, le=1, description="xAPI progress, 0..1")
+
+    @model_validator(mode="after")
+    def _verb_fields(self) -> VideoPlayback:
+        if self.verb == "seeked" and (self.time_from is None or self.time_to is None):
+            raise ValueError("verb 'seeked' needs time_from and time_to")
+        if self.verb != "seeked" and (self.time_from is not None or self.time_to is not None):
+            raise ValueError("time_from/time_to belong to verb 'seeked' only")
+        for start, end in self.played_segments:
+            if start < 0 or end < start:
+                raise ValueError(f"played segment [{start}, {end}] must have 0 <= start <= end")
+        return self
+
+
+class Radio(Strict):
+    """5G/4G radio measurements reported by the modem, when present."""
+
+    rsrp_dbm: float | None = Field(None, ge=-156, le=-31)
+    rsrq_db: float | None = Field(None, ge=-43, le=20)
+    sinr_db: float | None = Field(None, ge=-23, le=40)
+
+
+CmcdValue = str | int | float | bool
+
+
+class PlaybackQos(Envelope):
+    """Quality of experience of one playback session (industry QoE definitions).
+
+    ``report = "session"`` is the player's summary of a playback session. ``report = "cmcd"``
+    is a single CMCD (CTA-5004) sample mapped by the collector, which carries only what CMCD
+    reports; the QoS aggregates count session reports.
+    """
+
+    type: Literal["playback_qos"] = "playback_qos"
+    course_id: Id
+    video_id: Id
+    playback_id: Id = Field(description="The playback session this report summarises")
+    report: Literal["session", "cmcd"] = "session"
+    startup_time_ms: int | None = Field(None, ge=0, le=600_000)
+    video_start_failure: bool = False
+    exit_before_video_start: bool = False
+    rebuffer_count: int = Field(0, ge=0)
+    rebuffer_ms: int = Field(0, ge=0)
+    played_ms: int = Field(0, ge=0)
+    avg_bitrate_kbps: int | None = Field(None, ge=0)
+    peak_bitrate_kbps: int | None = Field(None, ge=0)
+    bitrate_switches: int = Field(0, ge=0)
+    dropped_frames: int = Field(0, ge=0)
+    throughput_kbps: int | None = Field(None, ge=0)
+    rtt_ms: float | None = Field(None, ge=0)
+    radio: Radio | None = None
+    cmcd: dict[str, CmcdValue] | None = Field(
+        None, description="CMCD keys as received, unknown ones included"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlaybackQos:
+        if self.video_start_failure and self.exit_before_video_start:
+            raise ValueError("video_start_failure and exit_before_video_start exclude each other")
+        never_started = self.video_start_failure or self.exit_before_video_start
+        if never_started and (self.startup_time_ms is not None or self.played_ms):
+            raise ValueError("a video that never started has no startup_time_ms or played_ms")
+        if (
+            self.avg_bitrate_kbps is not None
+            and self.peak_bitrate_kbps is not None
+            and self.peak_bitrate_kbps < self.avg_bitrate_kbps
+        ):
+            raise ValueError("peak_bitrate_kbps must be >= avg_bitrate_kbps")
+        if self.rebuffer_ms and not self.rebuffer_count:
+            raise ValueError("rebuffer_ms > 0 needs rebuffer_count > 0")
+        return self
+
+
+class QuizResult(Envelope):
+    """A learner finished a quiz attempt."""
+
+    type: Literal["quiz_result"] = "quiz_result"
+    course_id: Id
+    quiz_id: Id
+    score: float = Field(ge=0)
+    max_score: float = Field(gt=0)
+    passed: bool
+    attempt: int = Field(ge=1, le=1000)
+    duration_ms: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _score_in_range(self) -> QuizResult:
+        if self.score > self.max_score:
+            raise ValueError(f"score {self.score} exceeds max_score {self.max_score}")
+        return self
+
+
+class Escrow(Strict):
+    """What a pay-by-completion enrollment deposits, and where a refund goes."""
+
+    deposit_wei: Wei
+    refund_address: Address
+
+
+class Enrollment(Envelope):
+    """A purchase. The enrollment's id is this event's ``event_id``."""
+
+    type: Literal["enrollment"] = "enrollment"
+    course_id: Id
+    price: Money
+    payment_model: Literal["one_time", "subscription", "pay_by_completion"]
+    escrow: Escrow | None = None
+    deadline_at: UtcDatetime | None = Field(
+        None, description="Pay-by-completion: when it settles with the latest score"
+    )
+
+    @model_validator(mode="after")
+    def _escrow_iff_pay_by_completion(self) -> Enrollment:
+        pbc = self.payment_model == "pay_by_completion"
+        if pbc and (self.escrow is None or self.deadline_at is None):
+            raise ValueError("pay_by_completion needs escrow and deadline_at")
+        if not pbc and (self.escrow is not None or self.deadline_at is not None):
+            raise ValueError("escrow and deadline_at belong to pay_by_completion only")
+        if pbc and self.deadline_at is not None and self.deadline_at <= self.occurred_at:
+            raise ValueError("deadline_at must be after occurred_at")
+        return self
+
+    @property
+    def enrollment_id(self) -> uuid.UUID:
+        return self.event_id
+
+
+class LiveQos(Envelope):
+    """WebRTC QoS of a live class (reserved; the live-class issue fills it in)."""
+
+    type: Literal["live_qos"] = "live_qos"
+    course_id: Id | None = None
+    room_id: Id
+    peer_id: Id
+    source: Literal["server", "browser"]
+    kind: Literal["audio", "video"]
+    rtt_ms: float | None = Field(None, ge=0)
+    jitter_ms: float | None = Field(None, ge=0)
+    packets_received: int | None = Field(None, ge=0)
+    packets_lost: int | None = Field(None, ge=0)
+
+
+Event = Annotated[
+    CourseViewed | VideoPlayback | PlaybackQos | QuizResult | Enrollment | LiveQos,
+    Field(discriminator="type"),
+]
+EVENT_TYPES: dict[str, type[Envelope]] = {
+    "course_viewed": CourseViewed,
+    "video_playback": VideoPlayback,
+    "playback_qos": PlaybackQos,
+    "quiz_result": QuizResult,
+    "enrollment": Enrollment,
+    "live_qos": LiveQos,
+}
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

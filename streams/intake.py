@@ -1,0 +1,143 @@
+"""Validation at the way in: one event in, accepted (with its topic) or rejected (with a reason).
+
+The collector and ``learnstream dlq replay`` share this path, so a replayed dead letter passes
+exactly the checks a fresh event passes. Bad input falls into three counted kinds
+(DESIGN.md, Bad input): ``malformed_json``, ``unknown_type`` and ``invalid``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from learnstream.settings import CollectorSettings
+from schemas import EVENT_ADAPTER, EVENT_TYPES, Event, format_utc
+from schemas.dlq import DeadLetter, Reason
+from streams.topics import TOPIC_FOR_TYPE
+
+MAX_ERRORS_SHOWN = 8
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event: Event
+    topic: str
+
+    @property
+    def key(self) -> bytes:
+        return self.event.learner_id.encode()
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: Reason
+    detail: str
+    raw: bytes
+    event_type: str | None = None
+    event_id: str | None = None
+
+    def dead_letter(self, endpoint: str, client_id: str, received_at: datetime) -> DeadLetter:
+        try:
+            raw = self.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raw = self.raw.decode("latin-1")
+        return DeadLetter(
+            dlq_id=uuid.uuid4(),
+            reason=self.reason,
+            detail=self.detail[:8192],
+            raw=raw,
+            endpoint=endpoint,
+            client_id=client_id,
+            received_at=received_at,
+            event_type=self.event_type,
+            event_id=self.event_id,
+        )
+
+
+def describe(error: ValidationError) -> str:
+    """A validation error as one line a client developer can act on."""
+    parts = []
+    for item in error.errors()[:MAX_ERRORS_SHOWN]:
+        loc = ".".join(str(p) for p in item["loc"][1:] if p != "function-after") or "event"
+        parts.append(f"{loc}: {item['msg'].removeprefix('Value error, ')}")
+    more = error.error_count() - MAX_ERRORS_SHOWN
+    if more > 0:
+        parts.append(f"… and {more} more")
+    return "; ".join(parts)
+
+
+def _claimed(item: dict[str, Any], field: str) -> str | None:
+    value = item.get(field)
+    return value[:128] if isinstance(value, str) and value else None
+
+
+class Intake:
+    """Checks one event against its model and the collector's time window."""
+
+    def __init__(
+        self, settings: CollectorSettings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.max_past = timedelta(days=settings.max_past_days)
+        self.max_future = timedelta(seconds=settings.max_future_s)
+        self.clock = clock
+
+    def check(
+        self, item: object, received_at: datetime, raw: bytes | None = None
+    ) -> Accepted | Rejected:
+        """Validate one parsed JSON value. ``raw`` is kept for the DLQ (default: re-encoded)."""
+        encoded = raw if raw is not None else orjson.dumps(item)
+        if not isinstance(item, dict):
+            return Rejected("invalid", "an event must be a JSON object", encoded)
+        event_type, event_id = _claimed(item, "type"), _claimed(item, "event_id")
+        if "type" not in item:
+            return Rejected("unknown_type", "missing 'type'", encoded, None, event_id)
+        if item["type"] not in EVENT_TYPES:
+            return Rejected(
+                "unknown_type",
+                f"unknown event type {str(item['type'])[:64]!r}; known: {sorted(EVENT_TYPES)}",
+                encoded,
+                event_type,
+                event_id,
+            )
+        try:
+            event = EVENT_ADAPTER.validate_json(encoded)
+        except ValidationError as exc:
+            return Rejected("invalid", describe(exc), encoded, event_type, event_id)
+        return self.check_event(event, received_at, encoded)
+
+    def check_event(
+        self, event: Event, received_at: datetime, raw: bytes | None = None
+    ) -> Accepted | Rejected:
+        """The checks beyond the model: the ``occurred_at`` window. Stamps ``received_at``."""
+        if event.occurred_at < received_at - self.max_past:
+            detail = (
+                f"occurred_at {format_utc(event.occurred_at)} is more than "
+                f"{self.max_past.days} days before the collector's clock "
+                f"({format_utc(received_at)}); see LEARNSTREAM_COLLECTOR__MAX_PAST_DAYS"
+            )
+        elif event.occurred_at > received_at + self.max_future:
+            detail = (
+                f"occurred_at {format_utc(event.occurred_at)} is more than "
+                f"{self.max_future.total_seconds():.0f} s ahead of the collector's clock "
+                f"({format_utc(received_at)}): check the client clock "
+                "(LEARNSTREAM_COLLECTOR__MAX_FUTURE_S)"
+            )
+        else:
+            stamped = event.model_copy(update={"received_at": received_at})
+            return Accepted(stamped, TOPIC_FOR_TYPE[event.type])
+        encoded = raw if raw is not None else event.__pydantic_serializer__.to_json(event)
+        return Rejected("invalid", detail, encoded, event.type, str(event.event_id))
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body; raises ValueError with a position for malformed JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"malformed JSON: {exc}") from exc
