@@ -23,7 +23,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	@echo "make bench: no benchmarks yet; the collector and sink issues add them (BENCHMARKS.md)."
+	$(BIN)/learnstream bench
 
 lock:
 	$(BIN)/uv pip compile -q --python-version 3.11 --generate-hashes requirements/app.in -o requirements/app.lock

@@ -125,6 +125,7 @@ def collector(
         str | None, typer.Option(help="Listen address (default from settings).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (one core each).")] = 1,
 ) -> None:
     """Run the HTTP collector (POST /v1/events, /v1/xapi/statements, /v1/cmcd)."""
     if ctx.invoked_subcommand is not None:
@@ -140,7 +141,9 @@ def collector(
             "and set LEARNSTREAM_COLLECTOR__API_KEYS"
         )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings) if workers == 1 else "streams.collector.app:app_from_settings",
+        factory=workers > 1,
+        workers=workers,
         host=host or settings.collector.host,
         port=port or settings.collector.port,
         loop="uvloop",
@@ -281,6 +284,69 @@ def catalog_load(
     typer.echo(f"published {count} courses to course.catalog")
 
 
+@app.command("simulate")
+def simulate(
+    learners: Annotated[int, typer.Option(min=1, help="Simulated learners.")] = 50,
+    courses: Annotated[int, typer.Option(min=1, help="Courses in the catalogue.")] = 5,
+    rate: Annotated[
+        float, typer.Option(min=0, help="Events/s to aim for; 0 = as fast as possible.")
+    ] = 0,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of simulated time.")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed + run id = same events).")] = 1,
+    via: Annotated[str, typer.Option(help="http (through the collector) or kafka.")] = "http",
+    bad_fraction: Annotated[
+        float, typer.Option(min=0, max=0.9, help="Share of bad payloads (http).")
+    ] = 0.0,
+    run_id: Annotated[str | None, typer.Option(help="Reuse a run id (default: fresh).")] = None,
+    deadline: Annotated[
+        float, typer.Option(min=1, help="Pay-by-completion deadline, seconds.")
+    ] = 600,
+    degraded_edges: Annotated[
+        str | None, typer.Option(help="A count, or edge ids with commas.")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="LEARNSTREAM_API_KEY", help="Collector API key (--via http)."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Simulated learners: publish the catalogue, then browse, enroll, watch, take quizzes."""
+    from streams.simulate_send import run_simulation
+    from streams.simulator import sim_config_from_args
+
+    try:
+        cfg = sim_config_from_args(
+            learners=learners,
+            courses=courses,
+            rate=rate,
+            duration=duration,
+            seed=seed,
+            run_id=run_id,
+            degraded_edges=degraded_edges,
+            bad_fraction=bad_fraction,
+            deadline_s=deadline,
+        )
+        report = run_simulation(get_settings(), cfg, via, api_key, progress=progress)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(report.render())
+    if report.problems():
+        raise LearnstreamError("simulation finished with problems: " + "; ".join(report.problems()))
+
+
+@app.command("bench")
+def bench(
+    events: Annotated[int, typer.Option(min=1000, help="Events per round.")] = 100_000,
+    rounds: Annotated[int, typer.Option(min=1, help="Alternating rounds per side.")] = 3,
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent HTTP requests.")] = 16,
+    profile: Annotated[bool, typer.Option(help="Profile the collector (cProfile).")] = False,
+) -> None:
+    """Run the benchmarks and print their figures as ratios to a baseline (BENCHMARKS.md)."""
+    from learnstream.bench import collector as collector_bench
+
+    typer.echo(collector_bench.run(events, 100, rounds, concurrency, profile).render())
+
+
 @app.command("settings")
 def show_settings(
     env_example: Annotated[
@@ -300,18 +366,11 @@ def show_settings(
 def demo(
     keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
 ) -> None:
-    """Run the pipeline end to end on the local defaults.
+    """Run the pipeline end to end on the local defaults (stack, collector, simulated learners,
+    dead letters). Stops what it started unless --keep."""
+    from learnstream import demo as demo_run
 
-    Today: start the stack, run the smoke round trip, stop what the demo started.
-    """
-    stack = _stack()
-    outcome = stack.up()
-    try:
-        stack_smoke(messages=1000)
-    finally:
-        started = [name for name, what in outcome.items() if what == "started"]
-        if not keep and started:
-            stack.down(started)
+    demo_run.run(get_settings(), typer.echo, keep=keep)
     typer.echo("demo: ok")
 
 

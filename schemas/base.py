@@ -28,8 +28,8 @@ def _to_utc(value: datetime) -> datetime:
 
 def format_utc(value: datetime) -> str:
     """The wire form of a timestamp: UTC, millisecond precision, ``Z`` suffix."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat is several times faster than strftime, and this runs for every timestamp
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 UtcDatetime = Annotated[

@@ -91,30 +91,40 @@ class Intake:
         self, item: object, received_at: datetime, raw: bytes | None = None
     ) -> Accepted | Rejected:
         """Validate one parsed JSON value. ``raw`` is kept for the DLQ (default: re-encoded)."""
-        encoded = raw if raw is not None else orjson.dumps(item)
         if not isinstance(item, dict):
-            return Rejected("invalid", "an event must be a JSON object", encoded)
+            return Rejected("invalid", "an event must be a JSON object", raw or orjson.dumps(item))
         event_type, event_id = _claimed(item, "type"), _claimed(item, "event_id")
-        if "type" not in item:
-            return Rejected("unknown_type", "missing 'type'", encoded, None, event_id)
-        if item["type"] not in EVENT_TYPES:
-            return Rejected(
-                "unknown_type",
-                f"unknown event type {str(item['type'])[:64]!r}; known: {sorted(EVENT_TYPES)}",
-                encoded,
-                event_type,
-                event_id,
-            )
+        if item.get("type") not in EVENT_TYPES:
+            if "type" not in item:
+                detail = "missing 'type'"
+            else:
+                shown = str(item["type"])[:64]
+                detail = f"unknown event type {shown!r}; known: {sorted(EVENT_TYPES)}"
+            return Rejected("unknown_type", detail, raw or orjson.dumps(item), event_type, event_id)
+        # received_at goes in before validation: one validation, and no model copy after it.
+        stamped = {**item, "received_at": format_utc(received_at)}
         try:
-            event = EVENT_ADAPTER.validate_json(encoded)
+            event = EVENT_ADAPTER.validate_json(orjson.dumps(stamped))
         except ValidationError as exc:
-            return Rejected("invalid", describe(exc), encoded, event_type, event_id)
-        return self.check_event(event, received_at, encoded)
+            raw = raw or orjson.dumps(item)
+            return Rejected("invalid", describe(exc), raw, event_type, event_id)
+        return self._window(event, received_at, raw, stamped=True, item=item)
 
     def check_event(
         self, event: Event, received_at: datetime, raw: bytes | None = None
     ) -> Accepted | Rejected:
-        """The checks beyond the model: the ``occurred_at`` window. Stamps ``received_at``."""
+        """The checks beyond the model, for events built in Python (xAPI, CMCD, replays)."""
+        return self._window(event, received_at, raw, stamped=False)
+
+    def _window(
+        self,
+        event: Event,
+        received_at: datetime,
+        raw: bytes | None,
+        stamped: bool,
+        item: dict[str, Any] | None = None,
+    ) -> Accepted | Rejected:
+        """The ``occurred_at`` window; stamps ``received_at`` when it is not yet."""
         if event.occurred_at < received_at - self.max_past:
             detail = (
                 f"occurred_at {format_utc(event.occurred_at)} is more than "
@@ -129,10 +139,16 @@ class Intake:
                 "(LEARNSTREAM_COLLECTOR__MAX_FUTURE_S)"
             )
         else:
-            stamped = event.model_copy(update={"received_at": received_at})
-            return Accepted(stamped, TOPIC_FOR_TYPE[event.type])
-        encoded = raw if raw is not None else event.__pydantic_serializer__.to_json(event)
-        return Rejected("invalid", detail, encoded, event.type, str(event.event_id))
+            if not stamped:
+                event = event.model_copy(update={"received_at": received_at})
+            return Accepted(event, TOPIC_FOR_TYPE[event.type])
+        if raw is None:
+            raw = (
+                orjson.dumps(item)
+                if item is not None
+                else event.__pydantic_serializer__.to_json(event)
+            )
+        return Rejected("invalid", detail, raw, event.type, str(event.event_id))
 
 
 def parse_json(body: bytes) -> Any:

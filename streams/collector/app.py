@@ -296,3 +296,10 @@ def create_app(
 
     install_openapi(app)
     return app
+
+
+def app_from_settings() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (several worker processes): settings from the env."""
+    from learnstream.settings import get_settings
+
+    return create_app(get_settings())

@@ -1,0 +1,78 @@
+"""`learnstream demo`: the pipeline end to end on the local defaults.
+
+Today: the stack, the collector, a simulated run through it (with some bad input), and a
+look at the dead-letter topic. Later issues add the jobs, the sinks and settlement.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+
+from learnstream.errors import LearnstreamError
+from learnstream.settings import Settings
+from learnstream.stack import Stack
+
+
+def start_collector(settings: Settings, key_hash: str, log_path: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LEARNSTREAM_COLLECTOR__API_KEYS": json.dumps({"demo": key_hash})}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "learnstream.cli", "collector"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://{settings.collector.host}:{settings.collector.port}/healthz"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise LearnstreamError(f"the collector did not start; see {log_path}")
+        time.sleep(0.2)
+
+
+def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> None:
+    from streams import dlq
+    from streams.collector import generate_key, hash_key
+    from streams.simulate_send import run_simulation
+    from streams.simulator import sim_config_from_args
+
+    stack = Stack(settings, echo=echo)
+    outcome = stack.up()
+    started = [name for name, what in outcome.items() if what == "started"]
+    key = generate_key()
+    log_path = str(settings.stack.state_dir / "logs" / "collector.log")
+    collector = start_collector(settings, hash_key(key), log_path)
+    try:
+        echo(
+            f"collector: http://{settings.collector.host}:{settings.collector.port} "
+            f"(log {log_path})"
+        )
+        cfg = sim_config_from_args(
+            learners=30, courses=4, rate=0, duration=600, seed=42, bad_fraction=0.05, deadline_s=300
+        )
+        report = run_simulation(settings, cfg, "http", key, progress=sys.stdout.isatty())
+        echo(report.render())
+        if report.problems():
+            raise LearnstreamError("demo: " + "; ".join(report.problems()))
+        contents = dlq.read_all(settings.kafka.bootstrap_servers)
+        reasons = collections.Counter(letter.record.reason for letter in contents.letters)
+        echo(f"dead letters in learner.dlq: {dict(reasons)} (`learnstream dlq list` shows them)")
+    finally:
+        collector.terminate()
+        collector.wait(timeout=30)
+        if not keep and started:
+            stack.down(started)
