@@ -28,8 +28,10 @@ def _to_utc(value: datetime) -> datetime:
 
 def format_utc(value: datetime) -> str:
     """The wire form of a timestamp: UTC, millisecond precision, ``Z`` suffix."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
     # isoformat is several times faster than strftime, and this runs for every timestamp
-    return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 UtcDatetime = Annotated[
