@@ -32,6 +32,8 @@ collector_app = typer.Typer(
 app.add_typer(collector_app, name="collector")
 catalog_app = typer.Typer(help="The course catalogue (course.catalog).", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+sinks_app = typer.Typer(help="ClickHouse migrations and the sinks.", no_args_is_help=True)
+app.add_typer(sinks_app, name="sinks")
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 
@@ -345,6 +347,82 @@ def bench(
     from learnstream.bench import collector as collector_bench
 
     typer.echo(collector_bench.run(events, 100, rounds, concurrency, profile).render())
+
+
+@sinks_app.command("migrate")
+def sinks_migrate() -> None:
+    """Apply pending ClickHouse migrations (re-running is a no-op)."""
+    from sinks.clickhouse.client import connect
+    from sinks.clickhouse.migrate import migrate
+
+    settings = get_settings()
+    client = connect(settings.clickhouse.dsn)
+    applied = migrate(client, settings.clickhouse.raw_ttl_days, settings.clickhouse.dlq_ttl_days)
+    typer.echo(f"applied {len(applied)} migrations: {applied}" if applied else "up to date")
+
+
+@sinks_app.command("clickhouse")
+def sinks_clickhouse(
+    rebuild: Annotated[
+        bool, typer.Option(help="Empty the tables and re-read every topic from the start.")
+    ] = False,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after this many idle seconds (batch jobs).")
+    ] = None,
+) -> None:
+    """Stream every topic into ClickHouse (exactly-once effect; see docs/analytics.md)."""
+    import logging
+    import signal
+
+    from sinks.clickhouse.client import connect
+    from sinks.clickhouse.migrate import migrate
+    from sinks.clickhouse.sink import ClickHouseSink, truncate_all
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    client = connect(settings.clickhouse.dsn)
+    migrate(client, settings.clickhouse.raw_ttl_days, settings.clickhouse.dlq_ttl_days)
+    if rebuild:
+        truncate_all(client)
+    sink = ClickHouseSink(settings, lambda: connect(settings.clickhouse.dsn),
+                          ignore_committed=rebuild)  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: sink.stop())
+    signal.signal(signal.SIGINT, lambda *_: sink.stop())
+    stats = sink.run(idle_exit_s=idle_exit)
+    typer.echo(f"stopped: {sum(stats.rows.values())} rows in {stats.batches} batches, "
+               f"{stats.dead} dead letters")  # fmt: skip
+
+
+@app.command("sql")
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL; bind values as {name:Type}.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="name=value, for {name:Type}.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    dsn: Annotated[str | None, typer.Option(help="Default: LEARNSTREAM_CLICKHOUSE__DSN.")] = None,
+) -> None:
+    """Run an analyst query against ClickHouse (the stack's embedded one, or a server)."""
+    from sinks.clickhouse.client import query_df
+
+    if fmt not in ("table", "csv", "json"):
+        raise typer.BadParameter("--format is table, csv or json")
+    params = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"--param {item!r}: use name=value")
+        params[name] = value
+    try:
+        df = query_df(query, params, dsn)
+    except Exception as exc:  # the server's message is what the analyst needs
+        raise LearnstreamError(str(exc).strip().splitlines()[0][:2000]) from exc
+    if fmt == "csv":
+        typer.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        typer.echo(df.to_json(orient="records", date_format="iso"))
+    else:
+        typer.echo(df.to_string(index=False) if len(df) else "(no rows)")
 
 
 @app.command("settings")

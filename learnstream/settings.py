@@ -84,6 +84,12 @@ class ClickHouseSettings(BaseModel):
         None, description="Local embedded server: chdb data folder (default .stack/clickhouse)."
     )
     workers: int = Field(4, ge=1, description="Local embedded server: query threads.")
+    pseudonym_secret: SecretStr = Field(
+        SecretStr("learnstream-local-pseudonym-key"),
+        description="HMAC key that turns learner ids into learner_key; set your own in production",
+    )
+    raw_ttl_days: int = Field(365, ge=1, description="TTL of the raw event tables")
+    dlq_ttl_days: int = Field(7, ge=1, description="TTL of the dlq table (it holds raw payloads)")
 
     @model_validator(mode="after")
     def _default_dsn(self) -> ClickHouseSettings:
@@ -150,6 +156,18 @@ class CollectorSettings(BaseModel):
         return value
 
 
+class SinkSettings(BaseModel):
+    """The ClickHouse sink: its consumer group and its batches."""
+
+    model_config = ConfigDict(validate_default=True, extra="forbid")
+
+    group_id: str = Field("learnstream-sink-clickhouse")
+    batch_max_rows: int = Field(50_000, ge=1, description="Flush when a batch has this many rows")
+    batch_max_s: float = Field(1.0, gt=0, description="... or when its oldest row waited this long")
+    retry_max_s: float = Field(30.0, gt=0, description="Longest pause between insert retries")
+    metrics_interval_s: float = Field(10.0, gt=0, description="pipeline.metrics period")
+
+
 class StackSettings(BaseModel):
     """The local stack manager."""
 
@@ -193,6 +211,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     chain: ChainSettings = Field(default_factory=ChainSettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
+    sink: SinkSettings = Field(default_factory=SinkSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
 
 
