@@ -19,8 +19,11 @@ from sinks.clickhouse.rows import TABLE_FOR_TOPIC
 from streams.kafka import read_to_end
 from tests.conftest import stack_settings
 
-EVENT_TABLES = {t: table for t, table in TABLE_FOR_TOPIC.items()
-                if t.startswith(("learner.", "live.")) and t != "learner.dlq"}  # fmt: skip
+EVENT_TABLES = {
+    t: table
+    for t, table in TABLE_FOR_TOPIC.items()
+    if t.startswith(("learner.", "live.")) and t != "learner.dlq"
+}
 
 
 @dataclass
@@ -40,8 +43,13 @@ class SinkEnv:
         return name, client
 
     def settings(self, database: str, **sink: object) -> Settings:
-        options = {"group_id": f"sink-test-{uuid.uuid4().hex[:8]}", "batch_max_rows": 2000,
-                   "batch_max_s": 0.2, "metrics_interval_s": 1.0, **sink}  # fmt: skip
+        options = {
+            "group_id": f"sink-test-{uuid.uuid4().hex[:8]}",
+            "batch_max_rows": 2000,
+            "batch_max_s": 0.2,
+            "metrics_interval_s": 1.0,
+            **sink,
+        }
         return Settings(
             _env_file=None,  # type: ignore[call-arg]
             kafka=KafkaSettings(bootstrap_servers=self.bootstrap),

@@ -76,17 +76,26 @@ def test_sinks_clickhouse_unconvertible_record_goes_to_dlq_and_the_rest_lands(
 ) -> None:
     good = example("course_viewed")
     wrong = {**example("course_viewed"), "dwell_ms": "long"}  # not a valid event any more
-    produce_all(make_producer(sink_env.bootstrap), "learner.views", [
-        (good["learner_id"], json.dumps(good)), ("x", b"\xff not json"),
-        (wrong["learner_id"], json.dumps(wrong))])  # fmt: skip
+    produce_all(
+        make_producer(sink_env.bootstrap),
+        "learner.views",
+        [
+            (good["learner_id"], json.dumps(good)),
+            ("x", b"\xff not json"),
+            (wrong["learner_id"], json.dumps(wrong)),
+        ],
+    )
     database, client = sink_env.database()
     sink = run_sink(sink_env, database)
     assert sink.stats.dead >= 2
     ids = {str(r[0]) for r in client.query("SELECT event_id FROM views").result_rows}
     assert good["event_id"] in ids and wrong["event_id"] not in ids
     letters = [json.loads(r.value) for r in read_to_end(sink_env.bootstrap, ["learner.dlq"])]
-    mine = [x for x in letters if x.get("endpoint") == "sink:clickhouse"
-            and wrong["event_id"] in x.get("raw", "")]  # fmt: skip
+    mine = [
+        x
+        for x in letters
+        if x.get("endpoint") == "sink:clickhouse" and wrong["event_id"] in x.get("raw", "")
+    ]
     assert len(mine) >= 1 and "learner.views" in mine[0]["detail"]
     assert good["learner_id"] not in json.dumps(
         client.query("SELECT * FROM views").result_rows, default=str
@@ -162,13 +171,30 @@ def test_cli_sinks_rebuild_rereads_everything_into_emptied_tables(sink_env: Sink
     database, client = sink_env.database()
     run_sink(sink_env, database)
     before = counts(client, RAW)
-    env = {**os.environ, "LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": sink_env.bootstrap,
-           "LEARNSTREAM_CLICKHOUSE__DSN": f"{sink_env.server_dsn}/{database}",
-           "LEARNSTREAM_SINK__GROUP_ID": f"g-{uuid.uuid4().hex[:8]}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": sink_env.bootstrap,
+        "LEARNSTREAM_CLICKHOUSE__DSN": f"{sink_env.server_dsn}/{database}",
+        "LEARNSTREAM_SINK__GROUP_ID": f"g-{uuid.uuid4().hex[:8]}",
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "learnstream.cli", "sinks", "clickhouse", "--rebuild",
-         "--idle-exit", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-        check=False)  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "learnstream.cli",
+            "sinks",
+            "clickhouse",
+            "--rebuild",
+            "--idle-exit",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert counts(client, RAW) == before
     engagement = "SELECT countMerge(views) FROM engagement_daily"

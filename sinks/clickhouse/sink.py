@@ -102,15 +102,17 @@ class ClickHouseSink:
         self.pseudonymize = pseudonymizer(
             settings.clickhouse.pseudonym_secret.get_secret_value().encode()
         )
-        self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": settings.sink.group_id,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "max.poll.interval.ms": 600_000,
-        })  # fmt: skip
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka.bootstrap_servers,
+                "group.id": settings.sink.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "max.poll.interval.ms": 600_000,
+            }
+        )
         self.producer = make_producer(settings.kafka.bootstrap_servers)
         self.batch = Batch()
         self.stats = Stats()
@@ -123,10 +125,14 @@ class ClickHouseSink:
     # -- assignment: resume from ClickHouse -------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = {} if self.ignore_committed else {
-            (tp.topic, tp.partition): tp.offset
-            for tp in consumer.committed(partitions, timeout=30)
-        }  # fmt: skip
+        committed = (
+            {}
+            if self.ignore_committed
+            else {
+                (tp.topic, tp.partition): tp.offset
+                for tp in consumer.committed(partitions, timeout=30)
+            }
+        )
         by_topic: dict[str, dict[int, int]] = {}
         for tp in partitions:
             if tp.topic not in by_topic:
@@ -141,8 +147,14 @@ class ClickHouseSink:
                 resume = kafka
             tp.offset = resume
             self.assigned.add((tp.topic, tp.partition))
-            log.info("assigned %s[%d] from offset %s (ClickHouse max %s, committed %s)",
-                     tp.topic, tp.partition, resume, stored, kafka)  # fmt: skip
+            log.info(
+                "assigned %s[%d] from offset %s (ClickHouse max %s, committed %s)",
+                tp.topic,
+                tp.partition,
+                resume,
+                stored,
+                kafka,
+            )
         consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -155,8 +167,12 @@ class ClickHouseSink:
 
     def run(self, idle_exit_s: float | None = None) -> Stats:
         """Consume until stopped (or until idle for ``idle_exit_s``, after a final flush)."""
-        self.consumer.subscribe(self.topics, on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_revoke)  # fmt: skip
+        self.consumer.subscribe(
+            self.topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
         idle_since: float | None = None  # counted from the first assignment on
         try:
             while not self.stop_event.is_set():
@@ -220,8 +236,11 @@ class ClickHouseSink:
                     self._insert(table, rows)
             if batch.dead:
                 self._write_dead(batch.dead)
-            offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()
-                       if (t, p) in self.assigned]  # fmt: skip
+            offsets = [
+                TopicPartition(t, p, o)
+                for (t, p), o in batch.next_offsets.items()
+                if (t, p) in self.assigned
+            ]
             if offsets:
                 self._retry(lambda: self._commit(offsets), "committing offsets")
         finally:
@@ -235,8 +254,10 @@ class ClickHouseSink:
 
     def _insert(self, table: str, rows: list[list[object]]) -> None:
         started = time.perf_counter()
-        self._retry(lambda: self.client.insert(table, rows, column_names=COLUMNS[table]),
-                    f"inserting {len(rows)} rows into {table}")  # fmt: skip
+        self._retry(
+            lambda: self.client.insert(table, rows, column_names=COLUMNS[table]),
+            f"inserting {len(rows)} rows into {table}",
+        )
         self.stats.insert_ms.append((time.perf_counter() - started) * 1000)
         self.stats.rows[table] += len(rows)
 
@@ -288,14 +309,18 @@ class ClickHouseSink:
             "instance": socket.gethostname(),
             "at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "interval_s": round(elapsed, 3),
-            "totals": {"rows": sum(self.stats.rows.values()), "dead": self.stats.dead,
-                       "batches": self.stats.batches},
+            "totals": {
+                "rows": sum(self.stats.rows.values()),
+                "dead": self.stats.dead,
+                "batches": self.stats.batches,
+            },
             "per_s": {t: round(n / elapsed, 1) for t, n in per_table.items()},
             "lag": lag,
             "batch_insert_ms": _percentiles(insert_ms),
-        }  # fmt: skip
-        self.producer.produce(PIPELINE_METRICS.name, key=SERVICE.encode(),
-                              value=orjson.dumps(record))  # fmt: skip
+        }
+        self.producer.produce(
+            PIPELINE_METRICS.name, key=SERVICE.encode(), value=orjson.dumps(record)
+        )
         self.producer.poll(0)
 
 
