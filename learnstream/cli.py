@@ -395,7 +395,15 @@ def sinks_clickhouse(
 
 @app.command("sql")
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL; bind values as {name:Type}.")],
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="SQL (bind values as {name:Type}), or a ready query's name with --ready."
+        ),
+    ],
+    ready: Annotated[
+        bool, typer.Option("--ready", help="QUERY names a query of docs/analytics.md.")
+    ] = False,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="name=value, for {name:Type}.")
     ] = None,
@@ -404,7 +412,13 @@ def sql(
 ) -> None:
     """Run an analyst query against ClickHouse (the stack's embedded one, or a server)."""
     from sinks.clickhouse.client import query_df
+    from sinks.clickhouse.queries import ready_query
 
+    if ready:
+        try:
+            query = ready_query(query)
+        except KeyError as exc:
+            raise typer.BadParameter(str(exc.args[0])) from exc
     if fmt not in ("table", "csv", "json"):
         raise typer.BadParameter("--format is table, csv or json")
     params = {}

@@ -44,6 +44,26 @@ def start_collector(settings: Settings, key_hash: str, log_path: str) -> subproc
         time.sleep(0.2)
 
 
+def load_clickhouse(settings: Settings, echo: Callable[[str], None]) -> None:
+    """Migrate, run the sink until the topics are drained, and ask one analyst question."""
+    from sinks.clickhouse.client import connect
+    from sinks.clickhouse.migrate import migrate
+    from sinks.clickhouse.queries import ready_query
+    from sinks.clickhouse.sink import ClickHouseSink
+
+    client = connect(settings.clickhouse.dsn)
+    migrate(client, settings.clickhouse.raw_ttl_days, settings.clickhouse.dlq_ttl_days)
+    sink = ClickHouseSink(settings, lambda: connect(settings.clickhouse.dsn))
+    stats = sink.run(idle_exit_s=2.0)
+    echo(
+        f"clickhouse sink: {sum(stats.rows.values())} rows in {stats.batches} batches "
+        f"({dict(stats.rows)})"
+    )
+    echo("QoE by network type (`learnstream sql --ready qoe_by_network_raw -p days=2`):")
+    frame = client.query_df(ready_query("qoe_by_network_raw"), parameters={"days": 2})
+    echo(frame.to_string(index=False))
+
+
 def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> None:
     from streams import dlq
     from streams.collector import generate_key, hash_key
@@ -71,6 +91,7 @@ def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> 
         contents = dlq.read_all(settings.kafka.bootstrap_servers)
         reasons = collections.Counter(letter.record.reason for letter in contents.letters)
         echo(f"dead letters in learner.dlq: {dict(reasons)} (`learnstream dlq list` shows them)")
+        load_clickhouse(settings, echo)
     finally:
         collector.terminate()
         collector.wait(timeout=30)
