@@ -201,10 +201,30 @@ def _decompressor(encoding: str) -> Callable[[bytes], bytes] | None:
     if encoding in ("", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"):
         return None
     if encoding == "lz4":
+        return _Lz4Frames()
+    raise QueryError(f"Unsupported Content-Encoding {encoding!r}", code=36)
+
+
+class _Lz4Frames:
+    """Decodes a stream of LZ4 frames. clickhouse-connect writes one frame per Native block, and
+    one network chunk may end one frame and start the next: after a frame's end, the bytes left
+    over start a new frame (dropping them would silently lose rows)."""
+
+    def __init__(self) -> None:
         import lz4.frame
 
-        return lz4.frame.LZ4FrameDecompressor().decompress
-    raise QueryError(f"Unsupported Content-Encoding {encoding!r}", code=36)
+        self._new = lz4.frame.LZ4FrameDecompressor
+        self._frame = self._new()
+
+    def __call__(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            out.append(self._frame.decompress(data))
+            if not self._frame.eof:
+                break
+            data = self._frame.unused_data
+            self._frame = self._new()
+        return b"".join(out)
 
 
 async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:

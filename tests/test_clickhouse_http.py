@@ -230,3 +230,26 @@ def test_clickhouse_ping_needs_no_auth_and_a_wrong_password_gets_401(tmp_path: P
         server.terminate()
         server.wait(timeout=30)
     assert server.returncode == 0
+
+
+@pytest.mark.parametrize("compress", ["lz4", "zstd", "gzip", False])
+def test_clickhouse_large_compressed_insert_keeps_every_row(
+    stack: Stack, ch_database: str, events: Client, compress: str | bool
+) -> None:
+    # More rows than one Native block (8192): clickhouse-connect sends several compressed
+    # frames, and network chunks split them anywhere.
+    client = clickhouse_connect.get_client(
+        dsn=stack.settings.clickhouse.dsn, database=ch_database, compress=compress
+    )
+    rows = 50_000
+    at = datetime(2026, 11, 28, tzinfo=UTC)
+    client.insert(
+        "events",
+        [[i, f"learner-{i % 97}", at, i] for i in range(rows)],
+        column_names=["id", "learner", "at", "amount_minor"],
+    )
+    client.close()
+    assert events.query("SELECT count(), sum(amount_minor) FROM events").first_row == (
+        rows,
+        rows * (rows - 1) // 2,
+    )

@@ -80,6 +80,7 @@ class SinkBench:
     arrow_build_s: list[float] = field(default_factory=list)  # building the Arrow tables
     arrow_insert_s: list[float] = field(default_factory=list)  # first insert start to last end
     sink_seconds: list[float] = field(default_factory=list)  # the sink process, start to exit
+    sink_said: list[str] = field(default_factory=list)  # its last line: "stopped: N rows in …"
     latency_ms: list[float] = field(default_factory=list)  # seen - received_at, per row
     latency_received_ms: list[int] = field(default_factory=list)  # received_at, same order
     latency_produced: int = 0
@@ -108,10 +109,16 @@ class SinkBench:
     def problems(self) -> list[str]:
         """Rows that did not arrive: the figures above them cover only the rows that did."""
         out = []
-        for side, counts in (("Arrow", self.arrow_rows), ("sink", self.sink_rows)):
-            short = [self.events - n for n in counts if n != self.events]
-            if short:
-                out.append(f"{side}: rounds short of {_list(short, ', ')} rows")
+        for i, n in enumerate(self.arrow_rows):
+            if n != self.events:
+                out.append(f"Arrow round {i + 1}: {n:,} of {self.events:,} rows arrived")
+        for i, n in enumerate(self.sink_rows):
+            if n != self.events:
+                said = self.sink_said[i] if i < len(self.sink_said) else ""
+                out.append(
+                    f"sink round {i + 1}: {n:,} of {self.events:,} rows arrived; the sink said "
+                    f"{said!r} (its count includes course_catalog and pipeline_metrics rows)"
+                )
         if self.latency_backlog_rows != self.events:
             out.append(
                 f"latency sink: {self.latency_backlog_rows:,} of {self.events:,} backlog rows "
@@ -356,6 +363,8 @@ def _sink_round(
         finally:
             _finish(proc, log, "the sink")
         result.sink_seconds.append(time.monotonic() - started)
+        said = [x for x in _tail(log).splitlines() if x.startswith("stopped:")]
+        result.sink_said.append(said[-1] if said else "")
         result.sink_rps.append(rate)
         result.sink_rows.append(rows)
     finally:

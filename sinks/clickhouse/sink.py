@@ -118,6 +118,7 @@ class ClickHouseSink:
         self.stats = Stats()
         self.assigned: set[tuple[str, int]] = set()
         self.positions: dict[tuple[str, int], int] = {}
+        self.starts: dict[tuple[str, int], int] = {}  # where each assignment began
         self.stop_event = threading.Event()
         self._last_metrics = time.monotonic()
         self._metrics_rows: dict[str, int] = {}
@@ -139,6 +140,7 @@ class ClickHouseSink:
                 by_topic[tp.topic] = self._retry(
                     lambda t=tp.topic: max_offsets(self.client, TABLE_FOR_TOPIC[t], t),
                     f"reading max(_offset) of {tp.topic}",
+                    in_callback=True,
                 )
             stored = by_topic[tp.topic].get(tp.partition)
             resume = stored + 1 if stored is not None else OFFSET_BEGINNING
@@ -147,6 +149,7 @@ class ClickHouseSink:
                 resume = kafka
             tp.offset = resume
             self.assigned.add((tp.topic, tp.partition))
+            self.starts[(tp.topic, tp.partition)] = resume
             log.info(
                 "assigned %s[%d] from offset %s (ClickHouse max %s, committed %s)",
                 tp.topic,
@@ -186,10 +189,13 @@ class ClickHouseSink:
                 if busy or (idle_since is None and self.assigned):
                     idle_since = time.monotonic()
                 if self._due():
+                    flush_started = time.monotonic()
                     self.flush()
+                    if idle_since is not None:  # time spent flushing is not idle time
+                        idle_since += time.monotonic() - flush_started
                 self._publish_metrics()
                 idle = idle_since is not None and time.monotonic() - idle_since > (idle_exit_s or 0)
-                if idle_exit_s is not None and idle:
+                if idle_exit_s is not None and idle and self._caught_up():
                     self.flush()
                     break
             self.flush()
@@ -198,10 +204,34 @@ class ClickHouseSink:
             self.producer.flush(30)
         return self.stats
 
+    def _caught_up(self) -> bool:
+        """True when every assigned partition has been read to its high watermark."""
+        for topic, partition in self.assigned:
+            tp = TopicPartition(topic, partition)
+            try:  # cached: the watermarks of the last fetch response, no broker round trip
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                return False
+            if high < 0:  # nothing fetched from it yet: the idle time is all we know
+                continue
+            start = self.starts.get((topic, partition), OFFSET_BEGINNING)
+            # librdkafka's position also steps over transaction markers; it is unset until a
+            # record of the partition was consumed, hence the other two.
+            position = max(
+                self.consumer.position([tp])[0].offset,
+                self.positions.get((topic, partition), -1),
+                start if start >= 0 else low,
+            )
+            if position < high:
+                return False
+        return True
+
     def stop(self) -> None:
         self.stop_event.set()
 
     def _add(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        if not self.batch.next_offsets:
+            self.batch.started = time.monotonic()  # batch_max_s counts from its first record
         self.batch.next_offsets[(topic, partition)] = offset + 1
         self.positions[(topic, partition)] = offset + 1
         if value is None:  # a compaction tombstone: nothing to store
@@ -228,23 +258,20 @@ class ClickHouseSink:
         if not batch.next_offsets:
             self.batch = Batch()
             return
-        paused = [TopicPartition(t, p) for t, p in self.assigned]
-        self.consumer.pause(paused)  # back-pressure: nothing more is fetched meanwhile
-        try:
-            for table, rows in batch.rows.items():
-                if rows:
-                    self._insert(table, rows)
-            if batch.dead:
-                self._write_dead(batch.dead)
-            offsets = [
-                TopicPartition(t, p, o)
-                for (t, p), o in batch.next_offsets.items()
-                if (t, p) in self.assigned
-            ]
-            if offsets:
-                self._retry(lambda: self._commit(offsets), "committing offsets")
-        finally:
-            self.consumer.resume(paused)
+        # No pause here: a normal flush is short, librdkafka's queue limits bound what it
+        # prefetches meanwhile, and pausing would discard that prefetch. _retry pauses.
+        for table, rows in batch.rows.items():
+            if rows:
+                self._insert(table, rows)
+        if batch.dead:
+            self._write_dead(batch.dead)
+        offsets = [
+            TopicPartition(t, p, o)
+            for (t, p), o in batch.next_offsets.items()
+            if (t, p) in self.assigned
+        ]
+        if offsets:
+            self._retry(lambda: self._commit(offsets), "committing offsets")
         self.stats.batches += 1
         self.stats.dead += len(batch.dead)
         self.batch = Batch()
@@ -268,20 +295,42 @@ class ClickHouseSink:
         if left:
             raise RuntimeError(f"{left} dead letters not confirmed by Kafka")
 
-    def _retry(self, action: Callable[[], Any], what: str) -> Any:
-        """Retry with exponential backoff until it works or the sink is stopped."""
+    def _retry(self, action: Callable[[], Any], what: str, in_callback: bool = False) -> Any:
+        """Retry with exponential backoff until it works or the sink is stopped.
+
+        While it waits, the assigned partitions are paused (back-pressure: memory stays at one
+        batch however long ClickHouse is away) and the consumer keeps polling to stay in the
+        group; inside a rebalance callback it only sleeps.
+        """
         delay = 0.2
-        while True:
-            try:
-                return action()
-            except Exception as exc:  # ClickHouse or Kafka unavailable: wait, never drop
-                if self.stop_event.is_set():
-                    raise
-                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline and not self.stop_event.is_set():
-                    self.consumer.poll(0.1)  # stay in the group; partitions are paused
+        paused: list[TopicPartition] = []
+        try:
+            while True:
+                try:
+                    return action()
+                except Exception as exc:  # ClickHouse or Kafka unavailable: wait, never drop
+                    if self.stop_event.is_set():
+                        raise
+                    log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+                if in_callback:
+                    time.sleep(delay)
+                else:
+                    if not paused:
+                        paused = [TopicPartition(t, p) for t, p in self.assigned]
+                        self.consumer.pause(paused)
+                    self._keep_alive(delay)
                 delay = min(delay * 2, self.settings.sink.retry_max_s)
+        finally:
+            if paused:
+                self.consumer.resume(paused)
+
+    def _keep_alive(self, seconds: float) -> None:
+        """Poll (paused) for ``seconds``; a record that still arrives is rewound, not lost."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            msg = self.consumer.poll(0.1)
+            if msg is not None and not msg.error():
+                self.consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
 
     # -- pipeline.metrics ------------------------------------------------------------------------
 
