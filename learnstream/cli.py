@@ -338,15 +338,30 @@ def simulate(
 
 @app.command("bench")
 def bench(
-    events: Annotated[int, typer.Option(min=1000, help="Events per round.")] = 100_000,
-    rounds: Annotated[int, typer.Option(min=1, help="Alternating rounds per side.")] = 3,
-    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent HTTP requests.")] = 16,
-    profile: Annotated[bool, typer.Option(help="Profile the collector (cProfile).")] = False,
+    only: Annotated[str, typer.Option(help="collector | sink | all")] = "all",
+    events: Annotated[int, typer.Option(min=1000, help="Collector: events per round.")] = 100_000,
+    rounds: Annotated[int, typer.Option(min=1, help="Collector: rounds per side.")] = 3,
+    concurrency: Annotated[int, typer.Option(min=1, help="Collector: concurrent requests.")] = 16,
+    sink_events: Annotated[
+        int, typer.Option(min=1000, help="Sink: events produced once.")
+    ] = 200_000,
+    sink_rounds: Annotated[int, typer.Option(min=1, help="Sink: rounds per side.")] = 2,
+    latency_rate: Annotated[int, typer.Option(min=1, help="Sink latency: events/s.")] = 10_000,
+    latency_seconds: Annotated[int, typer.Option(min=1, help="Sink latency: seconds.")] = 20,
+    profile: Annotated[bool, typer.Option(help="Profile the collector / one sink round.")] = False,
 ) -> None:
-    """Run the benchmarks and print their figures as ratios to a baseline (BENCHMARKS.md)."""
-    from learnstream.bench import collector as collector_bench
+    """Run the benchmarks; every figure is a ratio to a baseline run side by side."""
+    if only not in ("collector", "sink", "all"):
+        raise typer.BadParameter("--only is collector, sink or all")
+    if only in ("collector", "all"):
+        from learnstream.bench import collector as collector_bench
 
-    typer.echo(collector_bench.run(events, 100, rounds, concurrency, profile).render())
+        typer.echo(collector_bench.run(events, 100, rounds, concurrency, profile).render())
+    if only in ("sink", "all"):
+        from learnstream.bench import sink as sink_bench
+
+        result = sink_bench.run(sink_events, sink_rounds, latency_rate, latency_seconds, profile)
+        typer.echo(result.render())
 
 
 @sinks_app.command("migrate")
