@@ -7,41 +7,12 @@ look at the dead-letter topic. Later issues add the jobs, the sinks and settleme
 from __future__ import annotations
 
 import collections
-import json
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable
-
-import httpx
 
 from learnstream.errors import LearnstreamError
 from learnstream.settings import Settings
 from learnstream.stack import Stack
-
-
-def start_collector(settings: Settings, key_hash: str, log_path: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LEARNSTREAM_COLLECTOR__API_KEYS": json.dumps({"demo": key_hash})}
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "learnstream.cli", "collector"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://{settings.collector.host}:{settings.collector.port}/healthz"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise LearnstreamError(f"the collector did not start; see {log_path}")
-        time.sleep(0.2)
 
 
 def load_clickhouse(settings: Settings, echo: Callable[[str], None]) -> None:
@@ -66,7 +37,8 @@ def load_clickhouse(settings: Settings, echo: Callable[[str], None]) -> None:
 
 def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> None:
     from streams import dlq
-    from streams.collector import generate_key, hash_key
+    from streams.collector import generate_key
+    from streams.collector.process import CollectorStartError, start_collector
     from streams.simulate_send import run_simulation
     from streams.simulator import sim_config_from_args
 
@@ -74,9 +46,13 @@ def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> 
     outcome = stack.up()
     started = [name for name, what in outcome.items() if what == "started"]
     key = generate_key()
-    log_path = str(settings.stack.state_dir / "logs" / "collector.log")
-    collector = start_collector(settings, hash_key(key), log_path)
+    log_path = settings.stack.state_dir / "logs" / "collector.log"
+    collector = None
     try:
+        try:
+            collector = start_collector(settings.collector.port, {"demo": key}, log_path)
+        except CollectorStartError as exc:
+            raise LearnstreamError(str(exc)) from exc
         echo(
             f"collector: http://{settings.collector.host}:{settings.collector.port} "
             f"(log {log_path})"
@@ -93,7 +69,8 @@ def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> 
         echo(f"dead letters in learner.dlq: {dict(reasons)} (`learnstream dlq list` shows them)")
         load_clickhouse(settings, echo)
     finally:
-        collector.terminate()
-        collector.wait(timeout=30)
+        if collector is not None:
+            collector.terminate()
+            collector.wait(timeout=30)
         if not keep and started:
             stack.down(started)

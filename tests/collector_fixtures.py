@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +18,7 @@ import pytest
 from learnstream.stack import Stack
 from learnstream.stack.procs import free_port
 from schemas import format_utc
-from streams.collector import hash_key
+from streams.collector.process import start_collector as start_process
 from streams.kafka import ReadRecord, read_to_end
 from tests.conftest import ROOT
 
@@ -58,37 +55,14 @@ class Collector:
 def start_collector(env_extra: dict[str, str], bootstrap: str, log: Path) -> Collector:
     port = free_port()
     env = {
-        **os.environ,
         "LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "LEARNSTREAM_COLLECTOR__PORT": str(port),
-        "LEARNSTREAM_COLLECTOR__API_KEYS": json.dumps(
-            {"server-app": hash_key(SERVER_KEY), "web-player": hash_key(BROWSER_KEY)}
-        ),
         "LEARNSTREAM_COLLECTOR__BROWSER_CLIENTS": '["web-player"]',
         "LEARNSTREAM_COLLECTOR__CORS_ORIGINS": json.dumps([BROWSER_ORIGIN]),
         **env_extra,
     }
-    handle = log.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "learnstream.cli", "collector"],
-        cwd=ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
-    handle.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
-    return Collector(url, bootstrap, process, log)
+    keys = {"server-app": SERVER_KEY, "web-player": BROWSER_KEY}
+    process = start_process(port, keys, log, env)
+    return Collector(f"http://127.0.0.1:{port}", bootstrap, process, log)
 
 
 def stop_collector(collector: Collector) -> None:

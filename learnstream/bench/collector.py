@@ -13,17 +13,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 from learnstream.bench.workload import write_batches
 from learnstream.settings import KafkaSettings, Settings, StackSettings
 from learnstream.stack import Stack
 from learnstream.stack.procs import free_port
-from streams.collector import hash_key
+from streams.collector.process import start_collector
 
 BENCH_KEY = "lsk_bench"
 
@@ -66,33 +63,6 @@ def _run_json(cmd: list[str], env: dict[str, str]) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _start_collector(
-    bootstrap: str, port: int, profile_to: Path | None, log: Path
-) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "LEARNSTREAM_COLLECTOR__PORT": str(port),
-        "LEARNSTREAM_COLLECTOR__API_KEYS": json.dumps({"bench": hash_key(BENCH_KEY)}),
-    }
-    prefix = [sys.executable]
-    if profile_to is not None:
-        prefix += ["-m", "cProfile", "-o", str(profile_to)]
-    cmd = [*prefix, "-m", "learnstream.cli", "collector"]
-    with log.open("wb") as handle:
-        proc = subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"collector did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
-
-
 def _profile_summary(path: Path, top: int = 25) -> str:
     import io
     import pstats
@@ -127,7 +97,13 @@ def run(
             bootstrap = settings.kafka.bootstrap_servers
             port = free_port()
             profile_to = tmp / "collector.prof" if profile else None
-            collector = _start_collector(bootstrap, port, profile_to, tmp / "collector.log")
+            collector = start_collector(
+                port,
+                {"bench": BENCH_KEY},
+                tmp / "collector.log",
+                {"LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap},
+                ("-m", "cProfile", "-o", str(profile_to)) if profile_to else (),
+            )
             url = f"http://127.0.0.1:{port}/v1/events"
             env = dict(os.environ)
             loadgen = [sys.executable, "-m", "learnstream.bench.loadgen", url, BENCH_KEY]
