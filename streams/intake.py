@@ -94,7 +94,8 @@ class Intake:
         if not isinstance(item, dict):
             return Rejected("invalid", "an event must be a JSON object", raw or orjson.dumps(item))
         event_type, event_id = _claimed(item, "type"), _claimed(item, "event_id")
-        if item.get("type") not in EVENT_TYPES:
+        claimed_type = item.get("type")
+        if not isinstance(claimed_type, str) or claimed_type not in EVENT_TYPES:
             if "type" not in item:
                 detail = "missing 'type'"
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 
 import pytest
 import schemathesis
@@ -12,6 +13,8 @@ from tests.collector_fixtures import SERVER_KEY, Collector
 
 pytestmark = [pytest.mark.slow]
 
+# LEARNSTREAM_FUZZ_SCALE=4 runs four times as many (for a longer hunt than CI's).
+SCALE = int(os.environ.get("LEARNSTREAM_FUZZ_SCALE", "1"))
 EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 250, schemathesis.GenerationMode.NEGATIVE: 150}
 
 

@@ -99,3 +99,14 @@ def test_schemas_wei_travels_as_a_string_and_accepts_integers() -> None:
 def test_schemas_unknown_type_is_a_discriminator_error() -> None:
     with pytest.raises(ValidationError, match="does not match any of the expected tags"):
         parse_event(variant("quiz_result", type="course_rated"))
+
+
+@pytest.mark.parametrize("odd", [{"x": 1}, ["quiz_result"], 7, None, True])
+def test_intake_any_json_type_value_is_an_unknown_type_never_a_crash(odd: object) -> None:
+    # Found by the collector fuzz test: {"type": {...}} raised TypeError (a 500).
+    from learnstream.settings import CollectorSettings
+    from streams.intake import Intake, Rejected
+
+    item = {**EXAMPLE["quiz_result"], "type": odd}
+    result = Intake(CollectorSettings()).check(item, datetime.now(UTC))
+    assert isinstance(result, Rejected) and result.reason == "unknown_type"

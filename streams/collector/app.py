@@ -169,6 +169,12 @@ class CollectorApp:
             except XapiMappingError as exc:
                 checked.append(Rejected("invalid", f"xAPI statement: {exc}", raw))
                 continue
+            except (TypeError, AttributeError, KeyError, IndexError) as exc:
+                # a statement shaped unlike xAPI (say, an actor that is a list): bad input, not
+                # a server fault
+                detail = f"xAPI statement has an unexpected structure: {exc!r}"[:500]
+                checked.append(Rejected("invalid", detail, raw))
+                continue
             checked.append(self.intake.check_event(event, received_at, raw))
         return _answer(await self.ingest.write(checked, endpoint, client_id, received_at))
 
@@ -201,6 +207,10 @@ class CollectorApp:
             checked = Rejected("invalid", describe(exc), raw)
         except CmcdError as exc:
             checked = Rejected("invalid", f"CMCD: {exc}", raw)
+        except (TypeError, AttributeError, KeyError, IndexError) as exc:
+            checked = Rejected(
+                "invalid", f"CMCD data has an unexpected structure: {exc!r}"[:500], raw
+            )
         return _answer(await self.ingest.write([checked], "/v1/cmcd", client_id, received_at))
 
     def health(self) -> dict[str, Any]:
