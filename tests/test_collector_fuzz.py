@@ -41,7 +41,7 @@ def test_collector_fuzzed_from_its_openapi_never_answers_5xx(collector: Collecto
 
         @given(case=operation.as_strategy(mode))
         @settings(
-            max_examples=examples,
+            max_examples=examples * SCALE,
             deadline=None,
             database=None,
             phases=[Phase.generate],
