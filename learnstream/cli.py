@@ -282,8 +282,10 @@ def catalog_load(
     if dry_run:
         typer.echo(f"{len(courses)} courses valid in {path}")
         return
-    count = publish_catalog(get_settings().kafka.bootstrap_servers, courses)
-    typer.echo(f"published {count} courses to course.catalog")
+    from streams.kafka import make_producer
+
+    ids = publish_catalog(make_producer(get_settings().kafka.bootstrap_servers), courses)
+    typer.echo(f"published {len(ids)} courses to course.catalog")
 
 
 @app.command("simulate")

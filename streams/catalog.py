@@ -6,10 +6,11 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from confluent_kafka import Producer
 from pydantic import ValidationError
 
 from schemas import Course, to_wire
-from streams.kafka import make_producer, produce_all
+from streams.kafka import produce_all
 from streams.topics import COURSE_CATALOG
 
 
@@ -58,11 +59,12 @@ def describe_course(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def publish_catalog(bootstrap_servers: str, courses: Iterable[Course]) -> int:
-    """Write each course to ``course.catalog`` keyed by course_id; returns how many."""
-    records = [(c.course_id, to_wire(c)) for c in courses]
-    produce_all(make_producer(bootstrap_servers), COURSE_CATALOG.name, records)
-    return len(records)
+def publish_catalog(producer: Producer, courses: Iterable[Course]) -> list[str]:
+    """Write each course to ``course.catalog`` keyed by course_id, and wait until Kafka has
+    confirmed all of them (DeliveryError otherwise). Returns the course ids."""
+    records = [(c.course_id.encode(), to_wire(c)) for c in courses]
+    produce_all(producer, COURSE_CATALOG.name, records)
+    return [key.decode() for key, _ in records]
 
 
 __all__ = ["CatalogError", "load_courses", "publish_catalog"]

@@ -22,8 +22,9 @@ import httpx
 
 from learnstream.errors import LearnstreamError
 from learnstream.settings import Settings
-from schemas import Course, to_wire
-from streams.kafka import DeliveryReport, make_producer, produce_all
+from schemas import to_wire
+from streams.catalog import publish_catalog
+from streams.kafka import DeliveryReport, make_producer
 from streams.simulator import BAD_KINDS, BadPayload, SimConfig, SimEvent, Simulation
 from streams.topics import COURSE_CATALOG, TOPIC_FOR_TYPE
 
@@ -143,13 +144,6 @@ class Pacer:
         target = at.timestamp() - self.margin_s + self.linger_s
         while (remaining := target - self.clock()) > 0:
             sleep(min(remaining, 1.0))
-
-
-def publish_catalog(producer: ProducerLike, catalog: list[Course]) -> list[str]:
-    """Every course to ``course.catalog``, keyed by course_id; raises unless all confirmed."""
-    records = [(c.course_id.encode(), to_wire(c)) for c in catalog]
-    produce_all(producer, COURSE_CATALOG.name, records)  # type: ignore[arg-type]
-    return [c.course_id for c in catalog]
 
 
 def _count_sent(report: SimReport, event: SimEvent) -> None:
@@ -368,7 +362,7 @@ def run_simulation(
     )
     producer = producer or make_producer(settings.kafka.bootstrap_servers)
     try:
-        report.catalog = publish_catalog(producer, sim.catalog)
+        report.catalog = publish_catalog(producer, sim.catalog)  # type: ignore[arg-type]
     except Exception as exc:  # DeliveryError, KafkaException: name the fix
         raise SimulationError(
             f"could not publish the catalogue to {COURSE_CATALOG.name} at "
@@ -426,6 +420,6 @@ class _progress_bar:
 
 
 __all__ = [
-    "HttpSender", "Pacer", "SimReport", "SimulationError", "collector_url", "publish_catalog",
+    "HttpSender", "Pacer", "SimReport", "SimulationError", "collector_url",
     "run_simulation", "send_http", "send_kafka", "timestamp_ms",
 ]  # fmt: skip

@@ -14,22 +14,22 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from learnstream.settings import Settings
-from learnstream.stack import Stack
 from schemas import CourseViewed, Enrollment, PlaybackQos, QuizResult, VideoPlayback, to_wire
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrate import migrate
+from streams.catalog import publish_catalog
 from streams.kafka import make_producer
-from streams.simulate_send import publish_catalog
 from streams.simulator import BadPayload, SimEvent, Simulation, sim_config_from_args
 from streams.topics import TOPIC_FOR_TYPE
-from tests.conftest import ROOT, stack_settings
+from tests.conftest import ROOT
+from tests.sink_fixtures import SinkEnv
+from tests.sink_fixtures import sink_env as sink_env  # a fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
@@ -40,17 +40,6 @@ TABLE = {
     "quiz_result": "quiz_results",
     "enrollment": "enrollments",
 }
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = stack_settings(tmp_path_factory.mktemp("faultstack"), ["kafka", "clickhouse"])
-    stack = Stack(settings)
-    stack.up()
-    try:
-        yield settings
-    finally:
-        stack.down()
 
 
 def produce(settings: Settings, events: list[SimEvent]) -> None:
@@ -113,8 +102,9 @@ def wait_for(
 
 
 def test_sinks_clickhouse_sigkilled_twice_mid_stream_counts_every_event_exactly_once(
-    env: Settings, tmp_path: Path
+    sink_env: SinkEnv, tmp_path: Path
 ) -> None:
+    env = sink_env.stack.settings
     cfg = sim_config_from_args(learners=2700, courses=20, rate=0, duration=3600, seed=2026)
     sim = Simulation(cfg)
     events = [item for item in sim if not isinstance(item, BadPayload)]
