@@ -34,6 +34,8 @@ catalog_app = typer.Typer(help="The course catalogue (course.catalog).", no_args
 app.add_typer(catalog_app, name="catalog")
 sinks_app = typer.Typer(help="ClickHouse migrations and the sinks.", no_args_is_help=True)
 app.add_typer(sinks_app, name="sinks")
+jobs_app = typer.Typer(help="The Flink jobs (and, later, the Faust app).", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 
@@ -408,6 +410,49 @@ def sinks_clickhouse(
     stats = sink.run(idle_exit_s=idle_exit)
     typer.echo(f"stopped: {sum(stats.rows.values())} rows in {stats.batches} batches, "
                f"{stats.dead} dead letters")  # fmt: skip
+
+
+@jobs_app.command("run")
+def jobs_run(
+    job: Annotated[str, typer.Argument(help="qos or completion.")],
+    start: Annotated[
+        str,
+        typer.Option(help="committed: resume the job's consumer group; earliest: every record."),
+    ] = "committed",
+    bounded: Annotated[
+        bool, typer.Option(help="Stop at the offsets that are the latest when the job starts.")
+    ] = False,
+    restore: Annotated[
+        str | None,
+        typer.Option(help="A checkpoint folder to resume from, or 'latest' (this job's newest)."),
+    ] = None,
+) -> None:
+    """Run a Flink job on the local PyFlink mini-cluster (docs/jobs.md). Ctrl-C stops it; its
+    last checkpoint is kept for --restore latest."""
+    import signal
+
+    from jobs.flink.runtime import JobConfigError, RunOptions
+    from jobs.launch import JOBS, resolve_restore, start_job
+
+    if job not in JOBS:
+        raise typer.BadParameter(f"unknown job {job!r}; the jobs are: {', '.join(JOBS)}")
+    settings = get_settings()
+    try:
+        options = RunOptions(start=start, bounded=bounded,
+                             restore=resolve_restore(settings, job, restore))  # fmt: skip
+    except JobConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if restore == "latest" and options.restore is None:
+        _echo(f"no retained checkpoint of {job} yet: starting without one")
+    process = start_job(settings, job, options)
+    _echo(f"{job}: started (pid {process.process.pid}), log {process.log_path}")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: process.stop())
+    code = process.wait()
+    if code != 0:
+        typer.echo(process.log_tail(), err=True)
+        raise typer.Exit(code if code > 0 else 1)
+    _echo(f"{job}: finished")
 
 
 @app.command("sql")

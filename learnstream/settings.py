@@ -168,6 +168,44 @@ class SinkSettings(BaseModel):
     metrics_interval_s: float = Field(10.0, gt=0, description="pipeline.metrics period")
 
 
+class FlinkSettings(BaseModel):
+    """The PyFlink jobs (jobs/flink): where they run and their streaming semantics."""
+
+    model_config = ConfigDict(validate_default=True, extra="forbid")
+
+    python: Path = Field(
+        PROJECT_ROOT / ".venv-flink" / "bin" / "python",
+        description="The Flink environment's interpreter (client and Python workers).",
+    )
+    parallelism: int = Field(1, ge=1, description="Default operator parallelism.")
+    heap: str = Field("1g", pattern=r"^\d+[kmg]$", description="Mini-cluster JVM -Xmx.")
+    checkpoint_interval_s: float = Field(
+        5.0, gt=0, description="Checkpoint interval: the latency floor of the derived topics."
+    )
+    checkpoint_dir: Path | None = Field(
+        None, description="Retained checkpoints; default: <stack.state_dir>/flink/checkpoints."
+    )
+    transaction_timeout_ms: int = Field(
+        900_000,
+        ge=60_000,
+        le=900_000,
+        description="Kafka sink transaction timeout; at most the broker's transaction.max.timeout.ms.",
+    )
+    allowed_lateness_s: float = Field(
+        120.0, ge=0, description="QoS: events this far behind the watermark still update a window."
+    )
+    source_idle_s: float = Field(
+        5.0, gt=0, description="A partition without records this long stops holding watermarks."
+    )
+    dedup_ttl_h: float = Field(24.0, gt=0, description="How long a seen event_id is remembered.")
+    window_state_ttl_h: float = Field(
+        1.0, gt=0, description="QoS: how long a minute's aggregate state is kept after its last update."
+    )
+    score_step: float = Field(
+        0.01, ge=0, le=1, description="Emit completion.scores when a score moves at least this much."
+    )
+
+
 class StackSettings(BaseModel):
     """The local stack manager."""
 
@@ -212,6 +250,7 @@ class Settings(BaseSettings):
     chain: ChainSettings = Field(default_factory=ChainSettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
+    flink: FlinkSettings = Field(default_factory=FlinkSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
 
 

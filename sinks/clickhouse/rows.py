@@ -515,8 +515,8 @@ class Qos1m(BaseModel):
     region: str = Field(min_length=1)
     edge_node: str = Field(min_length=1)
     plays: UInt64
-    startup_p50_ms: float
-    startup_p95_ms: float
+    startup_p50_ms: float | None  # None: no session of the minute started
+    startup_p95_ms: float | None
     startup_time_sum_ms: UInt64
     startups: UInt64
     rebuffer_ms: UInt64
