@@ -41,7 +41,9 @@ def covered(segments: list[tuple[float, float]], length: float) -> float:
 
 
 def ms_to_iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    )
 
 
 def iso_to_ms(text: str) -> int:
@@ -84,7 +86,9 @@ class CourseRule:
                 for v in record["videos"]
             ),
             quizzes=tuple(
-                QuizRule(q["quiz_id"], bool(q.get("required", True)), float(q.get("pass_fraction", 0.6)))
+                QuizRule(
+                    q["quiz_id"], bool(q.get("required", True)), float(q.get("pass_fraction", 0.6))
+                )
                 for q in record.get("quizzes", [])
             ),
             video_weight=float(rule.get("video_weight", 0.8)),
@@ -227,14 +231,15 @@ class EnrollmentState:
         figures = self.figures(course)
         out: list[tuple[str, str, str]] = []
         newly_complete = figures.complete and not self.completed
-        moved = (
-            self.emitted_score is None
-            or abs(figures.score - self.emitted_score) >= step - EPS
+        moved = self.emitted_score is None or (
+            abs(figures.score - self.emitted_score) >= step - EPS
             and figures.score != self.emitted_score
         )
         if moved or newly_complete:
             record = {
-                "score_id": str(uuid.uuid5(NAMESPACE, f"completion.scores:{enrollment_id}:{figures.score:.6f}")),
+                "score_id": str(
+                    uuid.uuid5(NAMESPACE, f"completion.scores:{enrollment_id}:{figures.score:.6f}")
+                ),
                 "enrollment_id": enrollment_id,
                 "learner_id": self.learner_id,
                 "course_id": self.course_id,

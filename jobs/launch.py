@@ -8,6 +8,7 @@ completed checkpoint stays on disk (``RETAIN_ON_CANCELLATION``) for ``--restore`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from learnstream.settings import PROJECT_ROOT, Settings
 from jobs.flink.runtime import (
     JobConfigError,
     RunOptions,
@@ -25,6 +25,7 @@ from jobs.flink.runtime import (
     connector_jar,
     latest_checkpoint,
 )
+from learnstream.settings import PROJECT_ROOT, Settings
 
 JOBS = ("qos", "completion")
 
@@ -120,10 +121,8 @@ class JobProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the job's process group and wait for it (SIGKILL after ``timeout``)."""
         if self.running():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

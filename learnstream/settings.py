@@ -189,20 +189,23 @@ class FlinkSettings(BaseModel):
         900_000,
         ge=60_000,
         le=900_000,
-        description="Kafka sink transaction timeout; at most the broker's transaction.max.timeout.ms.",
+        description="Kafka sink transaction timeout; at most the broker's "
+        "transaction.max.timeout.ms.",
     )
     allowed_lateness_s: float = Field(
-        120.0, ge=0, description="QoS: events this far behind the watermark still update a window."
-    )
-    source_idle_s: float = Field(
-        5.0, gt=0, description="A partition without records this long stops holding watermarks."
+        120.0, ge=0, description="QoS: events this far behind their partition's newest still count."
     )
     dedup_ttl_h: float = Field(24.0, gt=0, description="How long a seen event_id is remembered.")
     window_state_ttl_h: float = Field(
-        1.0, gt=0, description="QoS: how long a minute's aggregate state is kept after its last update."
+        1.0,
+        gt=0,
+        description="QoS: how long a minute's aggregate state is kept after its last update.",
     )
     score_step: float = Field(
-        0.01, ge=0, le=1, description="Emit completion.scores when a score moves at least this much."
+        0.01,
+        ge=0,
+        le=1,
+        description="Emit completion.scores when a score moves at least this much.",
     )
 
 

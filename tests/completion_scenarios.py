@@ -2,8 +2,8 @@
 correct completion job must reach (score, and completion with its event time).
 
 The course has two required videos (100 s and 200 s), one optional video and one required quiz
-(pass at 0.6), with the default rule: score = 0.8 × watched share of the required videos' length
-+ 0.2 × passed share of the required quizzes; complete when each required video is ≥ 90 % watched
+(pass at 0.6), with the default rule: score = 0.8 x watched share of the required videos' length
++ 0.2 x passed share of the required quizzes; complete when each required video is ≥ 90 % watched
 and each required quiz passed.
 """
 
@@ -72,19 +72,36 @@ class Scenario:
     def watch(self, n: int, at: datetime, video: str, segments: list[list[float]]) -> bytes:
         return to_wire(
             VideoPlayback(
-                event_id=self._id(n), occurred_at=at, learner_id=self.learner_id, session_id="s1",
-                client=CLIENT, course_id=self.course_id, video_id=video, verb="paused",
-                time=segments[-1][1], length=LENGTHS[video], played_segments=segments,
-            )  # fmt: skip
+                event_id=self._id(n),
+                occurred_at=at,
+                learner_id=self.learner_id,
+                session_id="s1",
+                client=CLIENT,
+                course_id=self.course_id,
+                video_id=video,
+                verb="paused",
+                time=segments[-1][1],
+                length=LENGTHS[video],
+                played_segments=segments,
+            )
         )
 
     def quiz(self, n: int, at: datetime, score: float) -> bytes:
         return to_wire(
             QuizResult(
-                event_id=self._id(n), occurred_at=at, learner_id=self.learner_id, session_id="s1",
-                client=CLIENT, course_id=self.course_id, quiz_id="q1", score=score, max_score=1.0,
-                passed=score >= 0.6, attempt=n, duration_ms=60_000,
-            )  # fmt: skip
+                event_id=self._id(n),
+                occurred_at=at,
+                learner_id=self.learner_id,
+                session_id="s1",
+                client=CLIENT,
+                course_id=self.course_id,
+                quiz_id="q1",
+                score=score,
+                max_score=1.0,
+                passed=score >= 0.6,
+                attempt=n,
+                duration_ms=60_000,
+            )
         )
 
 
@@ -101,7 +118,7 @@ def scenarios(course_id: str, tag: str) -> list[Scenario]:
         out.append(s)
         return s
 
-    # Overlapping segments count once: v1 [0,50] ∪ [30,80] = 80 s of 100.
+    # Overlapping segments count once: v1 [0,50] union [30,80] = 80 s of 100.
     s = new("overlap")
     s.records = [s.enroll(minutes(0)), s.watch(1, minutes(1), "v1", [[0, 50]]),
                  s.watch(2, minutes(2), "v1", [[30, 80]]), s.watch(3, minutes(5), "v2", [[0, 200]]),

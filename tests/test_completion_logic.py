@@ -53,7 +53,7 @@ def test_catalogue_rule_comes_from_the_course_record(rule: CourseRule) -> None:
 
 @pytest.mark.parametrize("scenario", scenarios("course-unit", "u"), ids=lambda s: s.name)
 def test_scenario(scenario, rule: CourseRule) -> None:  # type: ignore[no-untyped-def]
-    state, out = run(scenario.records, rule)
+    _, out = run(scenario.records, rule)
     scores = [json.loads(v) for kind, _, v in out if kind == "score"]
     completed = [json.loads(v) for kind, _, v in out if kind == "completed"]
     if scenario.expected_score is None:

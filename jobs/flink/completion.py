@@ -20,7 +20,6 @@ import json
 import pickle
 from typing import Any
 
-from learnstream.settings import Settings
 from jobs.completion import CourseRule, EnrollmentState
 from jobs.flink.runtime import (
     RunOptions,
@@ -30,6 +29,7 @@ from jobs.flink.runtime import (
     parse_args,
     with_clause,
 )
+from learnstream.settings import Settings
 from streams.topics import (
     COMPLETION_SCORES,
     COURSE_CATALOG,
@@ -101,7 +101,10 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
     )
     for name, topic in (("scores", COMPLETION_SCORES.name), ("completed", COURSE_COMPLETED.name)):
         props = kafka_sink_options(
-            settings, topic, f"{options.transactional_id_prefix or TRANSACTIONAL_ID_PREFIX}-{name}", options
+            settings,
+            topic,
+            f"{options.transactional_id_prefix or TRANSACTIONAL_ID_PREFIX}-{name}",
+            options,
         ) | {
             "connector": "kafka",
             "key.format": "raw",
@@ -134,7 +137,7 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
 
         def _load(self) -> EnrollmentState:
             raw = self.state.value()
-            return pickle.loads(raw) if raw is not None else EnrollmentState()
+            return pickle.loads(raw) if raw is not None else EnrollmentState()  # noqa: S301 (our own state)
 
         def _emit(self, ctx: Any, state: EnrollmentState) -> list[Row]:
             raw = ctx.get_broadcast_state(catalog_desc).get(state.course_id)
@@ -144,7 +147,10 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
                     ctx.timer_service().current_processing_time() + RETRY_MS
                 )
                 return []
-            return [Row(kind, key, value) for kind, key, value in state.outputs(pickle.loads(raw), step)]
+            return [
+                Row(kind, key, value)
+                for kind, key, value in state.outputs(pickle.loads(raw), step)  # noqa: S301
+            ]
 
         def process_element(self, value: Any, ctx: Any):  # type: ignore[no-untyped-def]
             event = json.loads(value[1])
@@ -166,7 +172,7 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
             raw = self.state.value()
             if raw is None:
                 return
-            state = pickle.loads(raw)
+            state = pickle.loads(raw)  # noqa: S301
             rows = self._emit(ctx, state)
             self.state.update(pickle.dumps(state))
             yield from rows
@@ -183,7 +189,10 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
         tenv.to_data_stream(tenv.from_path("catalog"))
         .map(lambda row: parse_course(row[0]), output_type=Types.PICKLED_BYTE_ARRAY())
         .filter(lambda parsed: parsed is not None)
-        .map(lambda parsed: parsed, output_type=Types.TUPLE([Types.STRING(), Types.PICKLED_BYTE_ARRAY()]))
+        .map(
+            lambda parsed: parsed,
+            output_type=Types.TUPLE([Types.STRING(), Types.PICKLED_BYTE_ARRAY()]),
+        )
         .broadcast(catalog_desc)
     )
     out_type = Types.ROW_NAMED(
@@ -206,7 +215,8 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
         "INSERT INTO out_scores SELECT enrollment_id, payload FROM outputs WHERE kind = 'score'"
     )
     statements.add_insert_sql(
-        "INSERT INTO out_completed SELECT enrollment_id, payload FROM outputs WHERE kind = 'completed'"
+        "INSERT INTO out_completed SELECT enrollment_id, payload FROM outputs "
+        "WHERE kind = 'completed'"
     )
     return tenv, statements
 

@@ -1,10 +1,10 @@
-"""Playback QoS per minute: course × network type × region × edge node, on event time.
+"""Playback QoS per minute: course x network type x region x edge node, on event time.
 
 Everything runs in Flink SQL, in the JVM (no Python function touches a record):
 
-1. ``learner.qos`` is read as JSON with ``occurred_at`` as the event-time attribute. The
-   watermark trails the highest ``occurred_at`` seen by the allowed lateness (2 minutes by
-   default), so an event is *late* when it is older than the watermark.
+1. ``learner.qos`` is read as JSON; minutes are those of ``occurred_at`` (event time). An event
+   is *late* when it is older, by more than the allowed lateness (2 minutes by default), than
+   the newest event of its Kafka partition before it.
 2. Session reports only (``report = 'session'``; CMCD samples describe moments, not sessions).
 3. Repeats of an ``event_id`` are dropped (keep-first deduplication, state kept
    ``dedup_ttl_h``).
@@ -17,12 +17,11 @@ Everything runs in Flink SQL, in the JVM (no Python function touches a record):
 
 Startup time p50/p95 are exact: Flink's ``PERCENTILE`` keeps each distinct startup time of the
 minute with its count and interpolates linearly between the two closest ranks, the same
-definition as pandas' ``Series.quantile`` and ClickHouse's ``quantileExactInterpolated``.
+definition as pandas' ``Series.quantile`` and ClickHouse's ``quantileExactInclusive``.
 """
 
 from __future__ import annotations
 
-from learnstream.settings import Settings
 from jobs.flink.runtime import (
     RunOptions,
     flink_configuration,
@@ -31,6 +30,7 @@ from jobs.flink.runtime import (
     parse_args,
     with_clause,
 )
+from learnstream.settings import Settings
 from streams.topics import LEARNER_QOS, QOS_AGG_1M
 
 JOB = "qos"
@@ -39,7 +39,6 @@ TRANSACTIONAL_ID_PREFIX = "learnstream-flink-qos"
 
 
 def source_ddl(settings: Settings, options: RunOptions) -> str:
-    lateness_ms = round(settings.flink.allowed_lateness_s * 1000)
     props = kafka_source_options(settings, [LEARNER_QOS.name], GROUP_ID, options)
     props |= {
         "format": "json",
@@ -63,8 +62,8 @@ CREATE TEMPORARY TABLE qos_events (
   played_ms BIGINT,
   avg_bitrate_kbps BIGINT,
   bitrate_switches BIGINT,
-  seen_at AS PROCTIME(),
-  WATERMARK FOR occurred_at AS occurred_at - INTERVAL '0.001' SECOND * {lateness_ms}
+  kafka_partition INT METADATA FROM 'partition' VIRTUAL,
+  seen_at AS PROCTIME()
 ) WITH (
   {with_clause(props)}
 )"""
@@ -110,10 +109,13 @@ CREATE TEMPORARY TABLE qos_agg_1m (
 )"""
 
 
-# Marks each session report late or not, while the watermark is known (CURRENT_WATERMARK is
-# NULL until the first watermark: nothing is late then).
-MARKED = """
-CREATE TEMPORARY VIEW qos_marked AS
+# Lateness is judged per Kafka partition, in offset order: an event is late when it is older,
+# by more than the allowed lateness, than the newest event its partition delivered before it.
+# Partition order is fixed, so a replay or a catch-up from the earliest offset classifies every
+# event exactly as the live run did (a watermark merged across partitions would depend on how
+# the reads of the partitions interleave).
+NEWEST = """
+CREATE TEMPORARY VIEW qos_newest AS
 SELECT
   event_id, occurred_at, seen_at, course_id,
   COALESCE(client.network_type, 'unknown') AS network_type,
@@ -126,11 +128,19 @@ SELECT
   COALESCE(played_ms, 0) AS played_ms,
   avg_bitrate_kbps,
   COALESCE(bitrate_switches, 0) AS bitrate_switches,
-  CASE WHEN CURRENT_WATERMARK(occurred_at) IS NOT NULL
-            AND occurred_at <= CURRENT_WATERMARK(occurred_at) THEN TRUE ELSE FALSE END AS late
+  MAX(occurred_at) OVER (
+    PARTITION BY kafka_partition ORDER BY seen_at
+    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+  ) AS newest
 FROM qos_events
 WHERE event_id IS NOT NULL AND occurred_at IS NOT NULL AND course_id IS NOT NULL
   AND report = 'session'
+"""
+
+MARKED = """
+CREATE TEMPORARY VIEW qos_marked AS
+SELECT *, occurred_at < newest - INTERVAL '0.001' SECOND * {lateness_ms} AS late
+FROM qos_newest
 """
 
 DEDUPLICATED = """
@@ -185,7 +195,8 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
     )
     env.execute_sql(source_ddl(settings, options))
     env.execute_sql(sink_ddl(settings, options))
-    env.execute_sql(MARKED)
+    env.execute_sql(NEWEST)
+    env.execute_sql(MARKED.format(lateness_ms=round(settings.flink.allowed_lateness_s * 1000)))
     env.execute_sql(DEDUPLICATED)
     insert = AGGREGATE.format(window_ttl=f"{int(settings.flink.window_state_ttl_h * 3600)} s")
     return env, insert

@@ -84,16 +84,19 @@ def flink_configuration(settings: Settings, job: str, options: RunOptions) -> Co
     conf.set_string("python.client.executable", str(flink.python))
     conf.set_string("python.execution-mode", "thread")
     conf.set_string("parallelism.default", str(flink.parallelism))
-    conf.set_string("execution.checkpointing.interval", f"{int(flink.checkpoint_interval_s * 1000)} ms")
+    conf.set_string(
+        "execution.checkpointing.interval", f"{int(flink.checkpoint_interval_s * 1000)} ms"
+    )
     conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
     conf.set_string("execution.checkpointing.dir", checkpoint_dir(settings, job).resolve().as_uri())
-    conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    conf.set_string(
+        "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
+    )
     conf.set_string("execution.checkpointing.num-retained", "3")
     conf.set_string("state.backend.type", "hashmap")
     conf.set_string("restart-strategy.type", "fixed-delay")
     conf.set_string("restart-strategy.fixed-delay.attempts", "3")
     conf.set_string("restart-strategy.fixed-delay.delay", "2 s")
-    conf.set_string("table.exec.source.idle-timeout", f"{int(flink.source_idle_s * 1000)} ms")
     conf.set_string("table.local-time-zone", "UTC")
     if options.restore:
         conf.set_string("execution.state-recovery.path", options.restore)
@@ -144,7 +147,7 @@ def with_clause(options: dict[str, str]) -> str:
 
 
 def parse_args(job: str, argv: list[str] | None = None) -> RunOptions:
-    """The command line every job module takes (``python -m jobs.flink.<job>`` or ``flink run -py``)."""
+    """The command line of every job module (``python -m jobs.flink.<job>``, ``flink run -py``)."""
     parser = argparse.ArgumentParser(prog=f"jobs.flink.{job}")
     parser.add_argument("--start", choices=["committed", "earliest"], default="committed")
     parser.add_argument("--bounded", action="store_true", help="stop at today's latest offsets")

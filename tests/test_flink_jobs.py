@@ -1,0 +1,298 @@
+"""The Flink jobs on the PyFlink mini-cluster, against a real broker (and ClickHouse for QoS).
+
+Each test runs a job to the end of its input (``--bounded``) on this module's own stack, so the
+topics hold only this module's records, then reads the derived topics read-committed, as every
+downstream consumer does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from jobs.completion import iso_to_ms, ms_to_iso
+from learnstream.settings import Settings
+from schemas import to_wire
+from schemas.events import PlaybackQos
+from sinks.clickhouse.sink import ClickHouseSink
+from streams.catalog import publish_catalog
+from streams.kafka import ReadRecord, make_producer, produce_all, read_to_end
+from streams.simulate_send import run_simulation
+from streams.simulator import SimConfig, Simulation
+from streams.topics import TOPIC_FOR_TYPE
+from tests.completion_scenarios import CLIENT, course, scenarios
+from tests.flink_fixtures import job_settings, read_json, run_to_end
+from tests.sink_fixtures import SinkEnv, sink_env  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def produce_events(bootstrap: str, records: list[bytes]) -> None:
+    """Each record to its type's topic, keyed by learner_id, in the given order."""
+    by_topic: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
+    producer = make_producer(bootstrap)
+    for record in records:
+        event = json.loads(record)
+        by_topic[TOPIC_FOR_TYPE[event["type"]]].append((event["learner_id"].encode(), record))
+    for topic, batch in by_topic.items():
+        produce_all(producer, topic, batch)  # type: ignore[arg-type]
+    producer.flush(10)
+
+
+def simulate(settings: Settings, learners: int, seed: int, hours_ago: float) -> Simulation:
+    """A simulated run of 15 minutes of event time, starting ``hours_ago``. Runs of one module
+    start hours apart, so that no run's events are late behind another's."""
+    cfg = SimConfig(
+        learners=learners, courses=3, rate=0, duration_s=900, seed=seed,
+        run_id=uuid.uuid4().hex[:8], start=datetime.now(UTC) - timedelta(hours=hours_ago),
+    )  # fmt: skip
+    report = run_simulation(settings, cfg, "kafka", None, progress=False)
+    assert report.failed == 0 and report.accepted > 0
+    return Simulation(cfg)  # deterministic: the same journeys the run sent
+
+
+@pytest.fixture(scope="module")
+def flink_settings(sink_env: SinkEnv, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # noqa: F811
+    return job_settings(sink_env.stack.settings, tmp_path_factory.mktemp("flink"))
+
+
+def test_completion_scenarios_and_simulated_journeys(flink_settings: Settings) -> None:
+    bootstrap = flink_settings.kafka.bootstrap_servers
+    course_id = f"course-scn-{uuid.uuid4().hex[:6]}"
+    producer = make_producer(bootstrap)
+    publish_catalog(producer, [course(course_id)])
+    producer.flush(10)
+    cases = scenarios(course_id, "flink")
+    for case in cases:
+        produce_events(bootstrap, case.records)
+    sim = simulate(flink_settings, learners=40, seed=11, hours_ago=4)
+
+    run_to_end(flink_settings, "completion", start="earliest")
+
+    scores: dict[str, list[dict]] = defaultdict(list)
+    for _, value in read_json(bootstrap, "completion.scores"):
+        scores[value["enrollment_id"]].append(value)
+    completed: dict[str, list[dict]] = defaultdict(list)
+    for key, value in read_json(bootstrap, "course.completed"):
+        assert key == value["enrollment_id"].encode()
+        completed[value["enrollment_id"]].append(value)
+
+    for case in cases:
+        if case.expected_score is None:
+            learner_outputs = [
+                v for vs in scores.values() for v in vs if v["learner_id"] == case.learner_id
+            ]
+            assert learner_outputs == [], case.name
+            continue
+        assert scores[case.enrollment_id][-1]["score"] == pytest.approx(
+            case.expected_score, abs=1e-6
+        ), case.name
+        if case.expected_complete:
+            assert len(completed[case.enrollment_id]) == 1, case.name
+            expected_at = ms_to_iso(round(case.expected_completed_at.timestamp() * 1000))
+            assert completed[case.enrollment_id][0]["completed_at"] == expected_at, case.name
+        else:
+            assert case.enrollment_id not in completed, case.name
+
+    # The simulator knows which journeys it completed; the job must find exactly those.
+    journeys = [j for j in sim.journeys if j.enrollment_id]
+    expected = {j.enrollment_id for j in journeys if j.outcome == "completed"}
+    found = {e for e in completed if e in {j.enrollment_id for j in journeys}}
+    assert expected and found == expected
+    assert all(len(v) == 1 for v in completed.values())
+    for journey in journeys:
+        assert scores[journey.enrollment_id], "every enrollment gets a score"
+
+
+QOS_SUMS = {
+    "startup_time_sum_ms": "startup_time_ms",
+    "rebuffer_ms": "rebuffer_ms",
+    "played_ms": "played_ms",
+    "bitrate_kbps_sum": "avg_bitrate_kbps",
+    "bitrate_switches": "bitrate_switches",
+}
+QOS_KEY = ["window_start", "course_id", "network_type", "region", "edge_node"]
+QOS_COUNTS = ["plays", "startups", "video_start_failures", "exits_before_start", "bitrate_samples"]
+
+
+def pandas_reference(records: list[ReadRecord], lateness_s: float = 120.0) -> pd.DataFrame:
+    """The QoS definitions of docs/analytics.md, computed with pandas on the raw records, with
+    the job's late-data rule: late = older by more than the lateness than the newest session
+    report of its partition so far (in offset order)."""
+    rows = []
+    newest: dict[int, int] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        e = json.loads(record.value)
+        if e["report"] != "session":
+            continue
+        t = iso_to_ms(e["occurred_at"])
+        newest[record.partition] = max(newest.get(record.partition, t), t)
+        rows.append({"late": t < newest[record.partition] - lateness_s * 1000,
+            "event_id": e["event_id"],
+            "window_start": ms_to_iso(iso_to_ms(e["occurred_at"]) // 60_000 * 60_000),
+            "course_id": e["course_id"], "network_type": e["client"]["network_type"],
+            "region": e["client"]["region"], "edge_node": e["client"]["edge_node"],
+            "startup_time_ms": e["startup_time_ms"], "video_start_failure": e["video_start_failure"],
+            "exit_before_video_start": e["exit_before_video_start"], "rebuffer_ms": e["rebuffer_ms"],
+            "played_ms": e["played_ms"], "avg_bitrate_kbps": e["avg_bitrate_kbps"],
+            "bitrate_switches": e["bitrate_switches"],
+        })  # fmt: skip
+    everything = pd.DataFrame(rows).drop_duplicates("event_id")
+    late = everything[everything["late"]].groupby(QOS_KEY).size()
+    df = everything[~everything["late"]]
+    grouped = df.groupby(QOS_KEY)
+    out = pd.DataFrame({
+        "plays": grouped.size(),
+        "startups": grouped["startup_time_ms"].count(),
+        "video_start_failures": grouped["video_start_failure"].sum(),
+        "exits_before_start": grouped["exit_before_video_start"].sum(),
+        "bitrate_samples": grouped["avg_bitrate_kbps"].count(),
+        **{name: grouped[column].sum() for name, column in QOS_SUMS.items()},
+        "startup_p50_ms": grouped["startup_time_ms"].quantile(0.5),
+        "startup_p95_ms": grouped["startup_time_ms"].quantile(0.95),
+    })  # fmt: skip
+    out = out.join(late.rename("late_events"), how="outer")
+    out = out.fillna({c: 0 for c in [*QOS_COUNTS, *QOS_SUMS, "late_events"]})
+    return out.reset_index()
+
+
+def latest_windows(bootstrap: str) -> pd.DataFrame:
+    """The newest version of every qos.agg.1m key, checking that versions only grow."""
+    latest: dict[tuple, dict] = {}
+    for _, value in read_json(bootstrap, "qos.agg.1m"):
+        key = tuple(value[k] for k in QOS_KEY)
+        if key in latest:
+            assert value["version"] >= latest[key]["version"]
+        latest[key] = value
+    df = pd.DataFrame(list(latest.values()))
+    df["window_start"] = [ms_to_iso(iso_to_ms(w)) for w in df["window_start"]]
+    return df
+
+
+def test_qos_job_equals_pandas_and_clickhouse(
+    flink_settings: Settings,
+    sink_env: SinkEnv,  # noqa: F811
+) -> None:
+    bootstrap = flink_settings.kafka.bootstrap_servers
+    simulate(flink_settings, learners=80, seed=21, hours_ago=1)
+    duplicate = next(r for r in read_to_end(bootstrap, ["learner.qos"]))
+    producer = make_producer(bootstrap)
+    produce_all(producer, "learner.qos", [(duplicate.key or b"", duplicate.value)])
+    producer.flush(10)
+
+    run_to_end(flink_settings, "qos", start="earliest")
+
+    expected = (
+        pandas_reference(read_to_end(bootstrap, ["learner.qos"])).set_index(QOS_KEY).sort_index()
+    )
+    flink = latest_windows(bootstrap).set_index(QOS_KEY).sort_index()
+    assert list(flink.index) == list(expected.index)
+    assert len(flink) > 20
+    for column in QOS_COUNTS + list(QOS_SUMS):
+        assert (
+            flink[column].astype("int64").tolist() == expected[column].astype("int64").tolist()
+        ), column
+    assert flink["late_events"].tolist() == expected["late_events"].astype("int64").tolist()
+    # One version per distinct event, late ones included.
+    assert (
+        flink["version"].tolist()
+        == (expected["plays"] + expected["late_events"]).astype("int64").tolist()
+    )
+    for q in ("startup_p50_ms", "startup_p95_ms"):
+        for got, exact in zip(flink[q], expected[q], strict=True):
+            if exact is None or (isinstance(exact, float) and math.isnan(exact)):
+                assert got is None or math.isnan(got)
+            else:
+                assert abs(got - exact) <= 0.02 * exact, (q, got, exact)
+
+    # The same definitions in SQL over the raw rows, after the sink.
+    database, client = sink_env.database()
+    ClickHouseSink(
+        sink_env.settings(database),
+        sink_env.factory(database),
+        topics=["learner.qos", "qos.agg.1m"],
+    ).run(idle_exit_s=2.0)
+    by_sql = client.query_df(
+        """
+        SELECT toStartOfMinute(occurred_at) AS window_start, course_id, network_type, region,
+               edge_node, count() AS plays, count(startup_time_ms) AS startups,
+               countIf(video_start_failure) AS video_start_failures,
+               countIf(exit_before_video_start) AS exits_before_start,
+               sum(rebuffer_ms) AS rebuffer_ms, sum(played_ms) AS played_ms,
+               sum(ifNull(startup_time_ms, 0)) AS startup_time_sum_ms,
+               sum(ifNull(avg_bitrate_kbps, 0)) AS bitrate_kbps_sum,
+               count(avg_bitrate_kbps) AS bitrate_samples, sum(bitrate_switches) AS bitrate_switches,
+               quantileExactInclusive(0.5)(startup_time_ms) AS startup_p50_ms,
+               quantileExactInclusive(0.95)(startup_time_ms) AS startup_p95_ms
+        FROM playback_qos FINAL WHERE report = 'session'
+        GROUP BY window_start, course_id, network_type, region, edge_node
+        ORDER BY window_start, course_id, network_type, region, edge_node
+        """
+    )
+    table = client.query_df(
+        "SELECT * FROM qos_1m FINAL "
+        "ORDER BY window_start, course_id, network_type, region, edge_node"
+    )
+    client.close()
+    assert len(by_sql) == len(table) == len(flink)
+    for column in QOS_COUNTS + list(QOS_SUMS):
+        assert by_sql[column].astype("int64").tolist() == table[column].astype("int64").tolist(), (
+            column
+        )
+    for q in ("startup_p50_ms", "startup_p95_ms"):
+        for got, exact in zip(table[q], by_sql[q], strict=True):
+            if pd.isna(exact):
+                assert pd.isna(got)
+            else:
+                assert abs(got - exact) <= 0.02 * exact, (q, got, exact)
+
+
+def test_qos_late_event_is_counted_not_added_and_raises_the_version(
+    flink_settings: Settings,
+) -> None:
+    """Within one partition (one learner): an event 30 s into minute M arrives after one at
+    M+10 min, so it is 9.5 min behind its partition's newest: late. An event 9 min in is only
+    1 min behind: it counts. A repeat of the first event counts nowhere."""
+    bootstrap = flink_settings.kafka.bootstrap_servers
+    course_id = f"course-late-{uuid.uuid4().hex[:6]}"
+    minute = (datetime.now(UTC) - timedelta(minutes=20)).replace(second=0, microsecond=0)
+    learner = f"learner-late-{uuid.uuid4().hex[:6]}"
+
+    def qos(n: int, at: datetime, startup: int) -> bytes:
+        return to_wire(PlaybackQos(
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{course_id}/{n}"), occurred_at=at,
+            learner_id=learner, session_id="s", client=CLIENT, course_id=course_id, video_id="v1",
+            playback_id=f"pb-{n}", startup_time_ms=startup, played_ms=60_000,
+        ))  # fmt: skip
+
+    first = qos(1, minute + timedelta(seconds=5), 400)
+    produce_events(bootstrap, [
+        first,
+        qos(2, minute + timedelta(seconds=20), 800),
+        qos(3, minute + timedelta(minutes=10), 500),
+        qos(4, minute + timedelta(seconds=30), 9_000),  # late: 9.5 min behind
+        qos(5, minute + timedelta(minutes=9), 700),  # 1 min behind: counts
+        first,  # a repeat
+    ])  # fmt: skip
+
+    run_to_end(flink_settings, "qos", start="earliest")
+
+    windows = latest_windows(bootstrap)
+    mine = windows[windows["course_id"] == course_id].set_index("window_start")
+    at = ms_to_iso(round(minute.timestamp() * 1000))
+    assert mine.loc[at, "plays"] == 2
+    assert mine.loc[at, "late_events"] == 1
+    assert mine.loc[at, "version"] == 3
+    assert mine.loc[at, "startup_time_sum_ms"] == 1200  # the late 9 s startup is not in it
+    assert mine.loc[at, "startup_p50_ms"] == 600.0
+    nine = ms_to_iso(round((minute + timedelta(minutes=9)).timestamp() * 1000))
+    assert (mine.loc[nine, "plays"], mine.loc[nine, "late_events"]) == (1, 0)
+    assert sorted(mine.index) == sorted(
+        [at, nine, ms_to_iso(round((minute + timedelta(minutes=10)).timestamp() * 1000))]
+    )
