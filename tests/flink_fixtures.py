@@ -29,7 +29,10 @@ def run_to_end(settings: Settings, job: str, **options: Any) -> JobProcess:
     """Run ``job`` bounded (to the offsets that are the latest now) and wait until it is done
     and its output committed."""
     process = start_job(settings, job, RunOptions(bounded=True, **options))
-    code = process.wait(JOB_TIMEOUT_S)
+    try:
+        code = process.wait(JOB_TIMEOUT_S)
+    finally:
+        process.stop()  # a no-op when it ended by itself
     assert code == 0, f"{job} exited {code}:\n{process.log_tail(60)}"
     return process
 

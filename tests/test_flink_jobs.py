@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,8 @@ import pandas as pd
 import pytest
 
 from jobs.completion import iso_to_ms, ms_to_iso
+from jobs.flink.runtime import RunOptions, checkpoint_dir, latest_checkpoint
+from jobs.launch import start_job
 from learnstream.settings import Settings
 from schemas import to_wire
 from schemas.events import PlaybackQos
@@ -296,3 +300,64 @@ def test_qos_late_event_is_counted_not_added_and_raises_the_version(
     assert sorted(mine.index) == sorted(
         [at, nine, ms_to_iso(round((minute + timedelta(minutes=10)).timestamp() * 1000))]
     )
+
+
+@pytest.mark.chaos
+def test_completion_restart_from_checkpoint_emits_no_second_completion(
+    flink_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SIGKILL the job mid-stream, send the rest (and every event again), restart from the last
+    retained checkpoint: each completed enrollment has exactly one committed course.completed."""
+    settings = job_settings(flink_settings, tmp_path_factory.mktemp("restart"))
+    bootstrap = settings.kafka.bootstrap_servers
+    tag = uuid.uuid4().hex[:6]
+    course_id = f"course-restart-{tag}"
+    producer = make_producer(bootstrap)
+    publish_catalog(producer, [course(course_id)])
+    producer.flush(10)
+    cases = [c for i in range(6) for c in scenarios(course_id, f"{tag}{i}") if c.expected_complete]
+    first_half = [r for c in cases[: len(cases) // 2] for r in c.records]
+    second_half = [r for c in cases[len(cases) // 2 :] for r in c.records]
+    options = {"group_id": f"restart-{tag}", "transactional_id_prefix": f"restart-{tag}"}
+
+    def completions() -> dict[str, int]:
+        found: dict[str, int] = defaultdict(int)
+        for _, value in read_json(bootstrap, "course.completed"):
+            if value["course_id"] == course_id:
+                found[value["enrollment_id"]] += 1
+        return found
+
+    produce_events(bootstrap, first_half)
+    job = start_job(settings, "completion", RunOptions(start="earliest", **options))
+    try:
+        deadline = time.monotonic() + 180
+        while not completions() or latest_checkpoint(checkpoint_dir(settings, "completion")) is None:
+            assert job.running(), job.log_tail(60)
+            assert time.monotonic() < deadline, "no completion committed within 180 s"
+            time.sleep(1)
+        produce_events(bootstrap, second_half[: len(second_half) // 2])
+        time.sleep(1)
+    finally:
+        job.stop(signal.SIGKILL)  # mid-stream: no final checkpoint, a transaction may be open
+    before = completions()
+    assert before and all(n == 1 for n in before.values())
+
+    checkpoint = latest_checkpoint(checkpoint_dir(settings, "completion"))
+    assert checkpoint is not None
+    produce_events(bootstrap, second_half[len(second_half) // 2 :] + first_half + second_half)
+    # Restored splits keep the first run's (unbounded) stopping offsets, so this run is stopped
+    # by the test once every completion is in, and two more checkpoints have passed.
+    job = start_job(settings, "completion", RunOptions(restore=str(checkpoint), **options))
+    try:
+        deadline = time.monotonic() + 180
+        while set(completions()) != {c.enrollment_id for c in cases}:
+            assert job.running(), job.log_tail(60)
+            assert time.monotonic() < deadline, f"missing completions: {completions()}"
+            time.sleep(1)
+        time.sleep(2.5 * settings.flink.checkpoint_interval_s)
+    finally:
+        job.stop()
+
+    after = completions()
+    assert set(after) == {c.enrollment_id for c in cases}
+    assert all(n == 1 for n in after.values()), after

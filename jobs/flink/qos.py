@@ -70,7 +70,8 @@ CREATE TEMPORARY TABLE qos_events (
 
 
 def sink_ddl(settings: Settings, options: RunOptions) -> str:
-    props = kafka_sink_options(settings, QOS_AGG_1M.name, TRANSACTIONAL_ID_PREFIX, options)
+    prefix = options.transactional_id_prefix or TRANSACTIONAL_ID_PREFIX
+    props = kafka_sink_options(settings, QOS_AGG_1M.name, prefix, options)
     props |= {
         "connector": "upsert-kafka",
         "key.format": "json",

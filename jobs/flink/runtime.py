@@ -130,7 +130,7 @@ def kafka_sink_options(
         "topic": topic,
         "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
         "sink.delivery-guarantee": "exactly-once",
-        "sink.transactional-id-prefix": options.transactional_id_prefix or transactional_id_prefix,
+        "sink.transactional-id-prefix": transactional_id_prefix,
         # The connector's default (1 h) exceeds the broker's transaction.max.timeout.ms (15 min)
         # and fails at the first transaction.
         "properties.transaction.timeout.ms": str(settings.flink.transaction_timeout_ms),
