@@ -8,6 +8,7 @@ cluster with ``flink run -py``. Only the standard library, pydantic and pyflink 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +47,14 @@ class RunOptions:
             raise JobConfigError(f"start must be 'committed' or 'earliest', not {self.start!r}")
 
 
-def connector_jar(settings: Settings) -> Path:
-    """The fat flink-sql-connector-kafka jar that ``make setup`` fetched."""
+def connector_jar(settings: Settings) -> Path | None:
+    """The fat flink-sql-connector-kafka jar that ``make setup`` fetched, or None on a Flink
+    cluster whose ``$FLINK_HOME/lib`` has it (deploy/flink/Dockerfile puts it there)."""
     folder = settings.stack.jars_dir / "flink"
     jars = sorted(folder.glob(CONNECTOR_GLOB))
+    flink_home = os.environ.get("FLINK_HOME")
+    if not jars and flink_home and any((Path(flink_home) / "lib").glob(CONNECTOR_GLOB)):
+        return None
     if not jars:
         raise JobConfigError(
             f"no {CONNECTOR_GLOB} in {folder}: run `make setup` (it resolves build/pom.xml)"
@@ -76,7 +81,9 @@ def flink_configuration(settings: Settings, job: str, options: RunOptions) -> Co
     flink = settings.flink
     conf = Configuration()
     conf.set_string("pipeline.name", f"learnstream-{job}")
-    conf.set_string("pipeline.jars", connector_jar(settings).resolve().as_uri())
+    jar = connector_jar(settings)
+    if jar is not None:
+        conf.set_string("pipeline.jars", jar.resolve().as_uri())
     # The Python workers run the Flink environment's interpreter, not whatever `python` is first
     # on PATH ("No module named 'pyflink'" otherwise); thread mode avoids a process round trip
     # per record and per state access.
