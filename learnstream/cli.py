@@ -342,7 +342,7 @@ def simulate(
 
 @app.command("bench")
 def bench(
-    only: Annotated[str, typer.Option(help="collector | sink | all")] = "all",
+    only: Annotated[str, typer.Option(help="collector | sink | flink | all")] = "all",
     events: Annotated[int, typer.Option(min=1000, help="Collector: events per round.")] = 100_000,
     rounds: Annotated[int, typer.Option(min=1, help="Collector: rounds per side.")] = 3,
     concurrency: Annotated[int, typer.Option(min=1, help="Collector: concurrent requests.")] = 16,
@@ -353,10 +353,13 @@ def bench(
     latency_rate: Annotated[int, typer.Option(min=1, help="Sink latency: events/s.")] = 10_000,
     latency_seconds: Annotated[int, typer.Option(min=1, help="Sink latency: seconds.")] = 20,
     profile: Annotated[bool, typer.Option(help="Profile the collector / one sink round.")] = False,
+    flink_events: Annotated[
+        int, typer.Option(min=1000, help="Flink QoS job: session reports.")
+    ] = 200_000,
 ) -> None:
     """Run the benchmarks; every figure is a ratio to a baseline run side by side."""
-    if only not in ("collector", "sink", "all"):
-        raise typer.BadParameter("--only is collector, sink or all")
+    if only not in ("collector", "sink", "flink", "all"):
+        raise typer.BadParameter("--only is collector, sink, flink or all")
     if only in ("collector", "all"):
         from learnstream.bench import collector as collector_bench
 
@@ -366,6 +369,10 @@ def bench(
 
         result = sink_bench.run(sink_events, sink_rounds, latency_rate, latency_seconds, profile)
         typer.echo(result.render())
+    if only in ("flink", "all"):
+        from learnstream.bench import flink as flink_bench
+
+        typer.echo(flink_bench.run(flink_events).render())
 
 
 @sinks_app.command("migrate")

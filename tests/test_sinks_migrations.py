@@ -46,7 +46,7 @@ TOPIC_FOR_EXAMPLE = {
     "course": "course.catalog",
 }
 RAW_TABLES = ["views", "playback", "playback_qos", "quiz_results", "enrollments", "live_qos"]
-MIGRATIONS = ["0001_raw_tables", "0002_materialized_views"]
+MIGRATIONS = ["0001_raw_tables", "0002_materialized_views", "0003_qos_1m_nullable_quantiles"]
 
 
 # --- helpers (test_analytics_queries imports them) ------------------------------------------
@@ -159,11 +159,11 @@ def test_sinks_clickhouse_migrate_from_empty_applies_in_order_and_rerun_is_noop(
     recorded = ch.query(
         "SELECT version, name, length(checksum) FROM schema_migrations ORDER BY version"
     ).result_rows
-    assert recorded == [(1, "0001_raw_tables", 64), (2, "0002_materialized_views", 64)]
+    assert recorded == [(i + 1, name, 64) for i, name in enumerate(MIGRATIONS)]
 
     assert pending(ch) == []
     assert migrate(ch) == []
-    assert ch.query("SELECT count() FROM schema_migrations").first_row == (2,)
+    assert ch.query("SELECT count() FROM schema_migrations").first_row == (len(MIGRATIONS),)
     tables = {
         r[0]
         for r in ch.query(
@@ -182,12 +182,12 @@ def test_sinks_clickhouse_migrate_detects_a_changed_applied_migration(
     assert migrate(ch, directory=directory) == MIGRATIONS
 
     # a new numbered file is applied next, and only it
-    (directory / "0003_extra.sql").write_text(
+    (directory / "0099_extra.sql").write_text(
         "CREATE TABLE IF NOT EXISTS extra (x UInt8, note String) ENGINE = MergeTree ORDER BY x;\n"
         "INSERT INTO extra VALUES (1, 'a;b -- not a comment');\n"
     )
-    assert pending(ch, directory=directory) == ["0003_extra"]
-    assert migrate(ch, directory=directory) == ["0003_extra"]
+    assert pending(ch, directory=directory) == ["0099_extra"]
+    assert migrate(ch, directory=directory) == ["0099_extra"]
     assert ch.query("SELECT note FROM extra").result_rows == [("a;b -- not a comment",)]
 
     first = directory / "0001_raw_tables.sql"
@@ -291,6 +291,8 @@ def test_sinks_clickhouse_every_raw_row_column_is_typed_as_designed(migrated: Cl
     assert types["enrollments.price_minor"] == "Int64"
     assert types["enrollments.deposit_wei"] == "UInt256"
     assert types["playback.played_segments"] == "Array(Tuple(Float64, Float64))"
+    # a minute in which nothing started has no startup quantiles (migration 0003)
+    assert types["qos_1m.startup_p50_ms"] == "Nullable(Float64)"
     # every COLUMNS entry exists, in a table of that name
     for table, columns in COLUMNS.items():
         assert [c for c in columns if f"{table}.{c}" not in types] == [], table
