@@ -424,7 +424,10 @@ def jobs_run(
     job: Annotated[str, typer.Argument(help="qos or completion.")],
     start: Annotated[
         str,
-        typer.Option(help="committed: resume the job's consumer group; earliest: every record."),
+        typer.Option(
+            help="committed: resume the job's consumer group; earliest: every record; "
+            "latest: only new records."
+        ),
     ] = "committed",
     bounded: Annotated[
         bool, typer.Option(help="Stop at the offsets that are the latest when the job starts.")

@@ -33,8 +33,8 @@ def test_sources_read_committed_only() -> None:
 
 
 def test_job_options_and_names_are_checked() -> None:
-    with pytest.raises(JobConfigError, match="committed.*earliest"):
-        RunOptions(start="latest")
+    with pytest.raises(JobConfigError, match="committed, earliest, latest"):
+        RunOptions(start="newest")
     with pytest.raises(JobConfigError, match="unknown job 'reco'"):
         job_command(Settings(_env_file=None), "reco", RunOptions())  # type: ignore[call-arg]
 

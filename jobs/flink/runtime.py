@@ -19,6 +19,12 @@ from learnstream.settings import Settings
 if TYPE_CHECKING:  # pyflink is imported lazily: the app environment imports this module's helpers
     from pyflink.common import Configuration
 
+STARTS = ("committed", "earliest", "latest")
+SCAN_STARTUP_MODE = {
+    "committed": "group-offsets",
+    "earliest": "earliest-offset",
+    "latest": "latest-offset",
+}
 CONNECTOR_GLOB = "flink-sql-connector-kafka-*.jar"
 
 
@@ -31,7 +37,8 @@ class RunOptions:
     """How one run of a job reads its input and where its state goes.
 
     ``start``: ``committed`` resumes from the job's consumer-group offsets (earliest when it has
-    none), ``earliest`` reads every topic from the beginning. ``bounded`` stops at the offsets
+    none), ``earliest`` reads every topic from the beginning, ``latest`` only what arrives after
+    the job started. ``bounded`` stops at the offsets
     that were the latest when the job started, after a final checkpoint has committed the
     output. ``restore`` is a checkpoint (or savepoint) folder to resume from.
     """
@@ -43,8 +50,8 @@ class RunOptions:
     transactional_id_prefix: str | None = None
 
     def __post_init__(self) -> None:
-        if self.start not in ("committed", "earliest"):
-            raise JobConfigError(f"start must be 'committed' or 'earliest', not {self.start!r}")
+        if self.start not in STARTS:
+            raise JobConfigError(f"start must be one of {', '.join(STARTS)}, not {self.start!r}")
 
 
 def connector_jar(settings: Settings) -> Path | None:
@@ -121,7 +128,7 @@ def kafka_source_options(
         "properties.group.id": options.group_id or group_id,
         "properties.isolation.level": "read_committed",
         "properties.auto.offset.reset": "earliest",
-        "scan.startup.mode": "earliest-offset" if options.start == "earliest" else "group-offsets",
+        "scan.startup.mode": SCAN_STARTUP_MODE[options.start],
         "scan.topic-partition-discovery.interval": "30 s",
     }
     if options.bounded:
@@ -156,7 +163,7 @@ def with_clause(options: dict[str, str]) -> str:
 def parse_args(job: str, argv: list[str] | None = None) -> RunOptions:
     """The command line of every job module (``python -m jobs.flink.<job>``, ``flink run -py``)."""
     parser = argparse.ArgumentParser(prog=f"jobs.flink.{job}")
-    parser.add_argument("--start", choices=["committed", "earliest"], default="committed")
+    parser.add_argument("--start", choices=list(STARTS), default="committed")
     parser.add_argument("--bounded", action="store_true", help="stop at today's latest offsets")
     parser.add_argument("--restore", help="checkpoint or savepoint folder to resume from")
     parser.add_argument("--group-id", help="override the job's consumer group")
