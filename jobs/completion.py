@@ -120,38 +120,49 @@ class EnrollmentState:
     segments: dict[str, dict[tuple[float, float], int]] = field(default_factory=dict)
     attempts: dict[str, dict[float, int]] = field(default_factory=dict)
     enrollments: dict[str, tuple[int, str]] = field(default_factory=dict)
-    last_event_ms: int = 0
     emitted_score: float | None = None
     completed: bool = False
 
     # -- applying events (each is idempotent and commutative) ----------------------------------
 
     def apply(self, event: dict[str, Any]) -> bool:
-        """Fold one learner event (a wire-format dict) into the state. Returns whether it was
-        one this state uses."""
+        """Fold one learner event (a wire-format dict) into the state. Returns whether the
+        state changed: most playback events repeat segments already known (players report
+        everything played so far), and those change nothing."""
         kind = event.get("type")
         t = iso_to_ms(event["occurred_at"])
         self.learner_id = self.learner_id or event["learner_id"]
         self.course_id = self.course_id or event["course_id"]
+        changed = False
         if kind == "video_playback":
             known = self.segments.setdefault(event["video_id"], {})
             for start, end in event.get("played_segments") or []:
                 seg = (float(start), float(end))
                 if seg[1] > seg[0] and (seg not in known or t < known[seg]):
                     known[seg] = t
+                    changed = True
         elif kind == "quiz_result":
             fraction = round(float(event["score"]) / float(event["max_score"]), 9)
             tried = self.attempts.setdefault(event["quiz_id"], {})
             if fraction not in tried or t < tried[fraction]:
                 tried[fraction] = t
+                changed = True
         elif kind == "enrollment":
             eid = str(event["event_id"])
-            if eid not in self.enrollments:
+            if eid not in self.enrollments or t < self.enrollments[eid][0]:
                 self.enrollments[eid] = (t, str(event.get("payment_model", "")))
-        else:
-            return False
-        self.last_event_ms = max(self.last_event_ms, t)
-        return True
+                changed = True
+        return changed
+
+    @property
+    def newest_ms(self) -> int:
+        """The newest event time the state holds (a function of the state, not of arrival)."""
+        return max(
+            [t for segs in self.segments.values() for t in segs.values()]
+            + [t for tries in self.attempts.values() for t in tries.values()]
+            + [t for t, _ in self.enrollments.values()],
+            default=0,
+        )
 
     @property
     def enrollment(self) -> tuple[str, int, str] | None:
@@ -215,7 +226,7 @@ class EnrollmentState:
             else:
                 lo = mid + 1
         enrolled = self.enrollment
-        at = times[lo] if times else self.last_event_ms
+        at = times[lo] if times else self.newest_ms
         return max(at, enrolled[1]) if enrolled else at
 
     # -- outputs -----------------------------------------------------------------------------
@@ -247,7 +258,7 @@ class EnrollmentState:
                 "watched_fraction": figures.watched_fraction,
                 "quiz_fraction": figures.quiz_fraction,
                 "complete": figures.complete,
-                "as_of": ms_to_iso(max(self.last_event_ms, enrolled_ms)),
+                "as_of": ms_to_iso(self.newest_ms),
             }
             out.append(("score", enrollment_id, json.dumps(record, separators=(",", ":"))))
             self.emitted_score = figures.score

@@ -160,7 +160,7 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
             self.seen.put(event_id, True)
             state = self._load()
             if not state.apply(event):
-                return
+                return  # nothing new (a repeated segment or a worse attempt): nothing to emit
             rows = self._emit(ctx, state)
             self.state.update(pickle.dumps(state))
             yield from rows

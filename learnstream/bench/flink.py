@@ -65,6 +65,9 @@ def qos_records(
 @dataclass
 class FlinkBench:
     events: int
+    completion_events: int = 0
+    completion_s: float = 0.0
+    completion_empty_s: float = 0.0
     lag_rate: int = 0
     lags_s: list[float] = field(default_factory=list)
     job_s: list[float] = field(default_factory=list)
@@ -83,6 +86,16 @@ class FlinkBench:
             f"  baseline:  {self.events / read:,.0f} events/s (one consumer reading the records)",
             f"  ratio:     {read / job:.3f}",
         ]
+        if self.completion_events:
+            spent = self.completion_s - self.completion_empty_s
+            lines += [
+                f"flink completion job: {self.completion_events:,} playback, quiz and enrollment "
+                f"events of a simulated run",
+                f"  job run {self.completion_s:.1f} s, empty-input run "
+                f"{self.completion_empty_s:.1f} s",
+                f"  completion job: {self.completion_events / spent:,.0f} events/s "
+                f"(baseline above: {self.completion_events / spent / (self.events / read):.3f})",
+            ]
         if self.lags_s:
             lags = sorted(self.lags_s)
             pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]  # noqa: E731
@@ -187,8 +200,27 @@ def _drain(consumer, sent: dict[str, float], lags: list[float], timeout: float =
         message = consumer.poll(0)
 
 
+def _simulate(settings: Settings, learners: int) -> int:
+    """A simulated run straight into Kafka; returns the events the completion job reads."""
+    from streams.simulate_send import run_simulation
+    from streams.simulator import SimConfig
+
+    cfg = SimConfig(
+        learners=learners, courses=20, rate=0, duration_s=3600, seed=5,
+        run_id=uuid.uuid4().hex[:8], start=datetime.now(UTC) - timedelta(hours=2),
+    )  # fmt: skip
+    report = run_simulation(settings, cfg, "kafka", None, progress=False)
+    return sum(
+        report.sent_by_type.get(kind, 0) for kind in ("video_playback", "quiz_result", "enrollment")
+    )
+
+
 def run(
-    events: int = 200_000, rounds: int = 2, lag_rate: int = 5_000, lag_seconds: int = 30
+    events: int = 200_000,
+    rounds: int = 2,
+    lag_rate: int = 5_000,
+    lag_seconds: int = 30,
+    completion_learners: int = 2_000,
 ) -> FlinkBench:
     result = FlinkBench(events, lag_rate)
     with tempfile.TemporaryDirectory(prefix="learnstream-bench-flink-") as tmp_name:
@@ -215,6 +247,13 @@ def run(
                 assert n == events, (n, events)
                 result.job_s.append(_timed_job(settings, "qos", f"bench-{uuid.uuid4().hex[:8]}"))
             result.outputs = len(read_to_end(bootstrap, ["qos.agg.1m"])) // rounds
+            result.completion_empty_s = _timed_job(
+                settings, "completion", f"bench-{uuid.uuid4().hex[:8]}"
+            )
+            result.completion_events = _simulate(settings, completion_learners)
+            result.completion_s = _timed_job(
+                settings, "completion", f"bench-{uuid.uuid4().hex[:8]}"
+            )
             if lag_seconds:  # last: the job starts at the end of the topic
                 result.lags_s = _lag(settings, lag_rate, lag_seconds)
         finally:
