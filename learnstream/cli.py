@@ -36,6 +36,8 @@ sinks_app = typer.Typer(help="ClickHouse migrations and the sinks.", no_args_is_
 app.add_typer(sinks_app, name="sinks")
 jobs_app = typer.Typer(help="The Flink jobs (and, later, the Faust app).", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+reco_app = typer.Typer(help="The online recommendation models.", no_args_is_help=True)
+app.add_typer(reco_app, name="reco")
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 
@@ -463,6 +465,43 @@ def jobs_run(
         typer.echo(process.log_tail(), err=True)
         raise typer.Exit(code if code > 0 else 1)
     _echo(f"{job}: finished")
+
+
+@reco_app.command("replay")
+def reco_replay(
+    file: Annotated[Path, typer.Argument(help="CSV of historical interactions.")],
+    user_col: Annotated[str, typer.Option(help="Column of learner ids.")] = "user",
+    item_col: Annotated[str, typer.Option(help="Column of course ids.")] = "item",
+    rating_col: Annotated[str, typer.Option(help="Column of numeric ratings.")] = "rating",
+    time_col: Annotated[
+        str | None, typer.Option(help="Column of times (epoch s or ISO-8601): replay in order.")
+    ] = None,
+    negatives: Annotated[
+        int, typer.Option(min=0, help="Sampled unseen courses per row (0: explicit ratings).")
+    ] = 0,
+    save: Annotated[
+        Path | None, typer.Option(help="Write the trained models to this checkpoint file.")
+    ] = None,
+) -> None:
+    """Bootstrap the models from a CSV through the live update path, and print the
+    progressive-validation metrics (each row is scored before it is learned)."""
+    from jobs.reco.core import ModelConfig, Recommender
+    from jobs.reco.replay import Columns, ReplayError, read_interactions, replay
+
+    try:
+        rows = read_interactions(file, Columns(user_col, item_col, rating_col, time_col))
+    except ReplayError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    model = replay(rows, Recommender(ModelConfig(negatives=negatives)))
+    typer.echo(f"replayed {len(rows):,} interactions" + (" in time order" if time_col else ""))
+    typer.echo(f"{'model':<12} {'MAE':>8} {'RMSE':>8} {'Recall@10':>10} {'NDCG@10':>8}")
+    for name, metric in model.metrics.items():
+        m = metric.summary()
+        typer.echo(f"{name:<12} {m['mae']:>8.4f} {m['rmse']:>8.4f} {m['recall_at_10']:>10.4f} "
+                   f"{m['ndcg_at_10']:>8.4f}")  # fmt: skip
+    if save:
+        model.save(save, {})
+        typer.echo(f"saved to {save}")
 
 
 @app.command("sql")
