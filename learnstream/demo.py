@@ -1,7 +1,8 @@
 """`learnstream demo`: the pipeline end to end on the local defaults.
 
-Today: the stack, the collector, a simulated run through it (with some bad input), and a
-look at the dead-letter topic. Later issues add the jobs, the sinks and settlement.
+Today: the stack, the collector, a simulated run through it (with some bad input), a look at
+the dead-letter topic, the two Flink jobs over what arrived, and the ClickHouse sink. Later
+issues add the Faust app, settlement and the dashboards.
 """
 
 from __future__ import annotations
@@ -30,9 +31,33 @@ def load_clickhouse(settings: Settings, echo: Callable[[str], None]) -> None:
         f"clickhouse sink: {sum(stats.rows.values())} rows in {stats.batches} batches "
         f"({dict(stats.rows)})"
     )
-    echo("QoE by network type (`learnstream sql --ready qoe_by_network_raw -p days=2`):")
-    frame = client.query_df(ready_query("qoe_by_network_raw"), parameters={"days": 2})
+    echo("QoS by network type, from the Flink job's minutes "
+         "(`learnstream sql --ready qos_by_network_type -p hours=24`):")  # fmt: skip
+    frame = client.query_df(ready_query("qos_by_network_type"), parameters={"hours": 24})
     echo(frame.to_string(index=False))
+
+
+def run_flink_jobs(settings: Settings, echo: Callable[[str], None]) -> None:
+    """Both Flink jobs over what has arrived since their last run (their own consumer groups),
+    on the mini-cluster, each to the end of its input."""
+    from jobs.flink.runtime import RunOptions
+    from jobs.launch import start_job
+    from streams.kafka import read_to_end
+
+    for job in ("qos", "completion"):
+        process = start_job(settings, job, RunOptions(bounded=True))
+        try:
+            code = process.wait(600)
+        finally:
+            process.stop()
+        if code != 0:
+            raise LearnstreamError(f"demo: flink job {job} exited {code}:\n{process.log_tail(30)}")
+        echo(f"flink {job}: done (log {process.log_path})")
+    counts = {
+        topic: len(read_to_end(settings.kafka.bootstrap_servers, [topic]))
+        for topic in ("qos.agg.1m", "completion.scores", "course.completed")
+    }
+    echo(f"derived records so far (read committed): {counts}")
 
 
 def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> None:
@@ -67,6 +92,7 @@ def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> 
         contents = dlq.read_all(settings.kafka.bootstrap_servers)
         reasons = collections.Counter(letter.record.reason for letter in contents.letters)
         echo(f"dead letters in learner.dlq: {dict(reasons)} (`learnstream dlq list` shows them)")
+        run_flink_jobs(settings, echo)
         load_clickhouse(settings, echo)
     finally:
         if collector is not None:
