@@ -238,7 +238,7 @@ class EnrollmentState:
         enrolled = self.enrollment
         if enrolled is None:
             return []
-        enrollment_id, enrolled_ms, payment_model = enrolled
+        enrollment_id, _, payment_model = enrolled
         figures = self.figures(course)
         out: list[tuple[str, str, str]] = []
         newly_complete = figures.complete and not self.completed

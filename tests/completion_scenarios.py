@@ -138,7 +138,8 @@ def scenarios(course_id: str, tag: str) -> list[Scenario]:
 
     # Re-watching counts once, and an optional video counts for nothing.
     s = new("rewatch")
-    s.records = [s.enroll(minutes(0)), *(s.watch(i, minutes(i), "v1", [[0, 100]]) for i in (1, 2, 3)),
+    rewatch = [s.watch(i, minutes(i), "v1", [[0, 100]]) for i in (1, 2, 3)]
+    s.records = [s.enroll(minutes(0)), *rewatch,
                  s.watch(4, minutes(4), "v2", [[0, 100]]), s.watch(5, minutes(5), "v2", [[0, 100]]),
                  s.watch(6, minutes(6), "v3", [[0, 50]])]  # fmt: skip
     s.expected_score = round(0.8 * 200 / 300, 6)
@@ -146,7 +147,8 @@ def scenarios(course_id: str, tag: str) -> list[Scenario]:
     # Segments past the video's end are clipped to its length.
     s = new("pastend")
     s.records = [s.enroll(minutes(0)), s.watch(1, minutes(1), "v1", [[90, 130]]),
-                 s.watch(2, minutes(2), "v1", [[0, 95]]), s.watch(3, minutes(4), "v2", [[150, 260]]),
+                 s.watch(2, minutes(2), "v1", [[0, 95]]),
+                 s.watch(3, minutes(4), "v2", [[150, 260]]),
                  s.watch(4, minutes(5), "v2", [[0, 160]]), s.quiz(5, minutes(7), 1.0)]  # fmt: skip
     s.expected_score = 1.0
     s.expected_complete = True

@@ -142,8 +142,10 @@ def pandas_reference(records: list[ReadRecord], lateness_s: float = 120.0) -> pd
             "window_start": ms_to_iso(iso_to_ms(e["occurred_at"]) // 60_000 * 60_000),
             "course_id": e["course_id"], "network_type": e["client"]["network_type"],
             "region": e["client"]["region"], "edge_node": e["client"]["edge_node"],
-            "startup_time_ms": e["startup_time_ms"], "video_start_failure": e["video_start_failure"],
-            "exit_before_video_start": e["exit_before_video_start"], "rebuffer_ms": e["rebuffer_ms"],
+            "startup_time_ms": e["startup_time_ms"],
+            "video_start_failure": e["video_start_failure"],
+            "exit_before_video_start": e["exit_before_video_start"],
+            "rebuffer_ms": e["rebuffer_ms"],
             "played_ms": e["played_ms"], "avg_bitrate_kbps": e["avg_bitrate_kbps"],
             "bitrate_switches": e["bitrate_switches"],
         })  # fmt: skip
@@ -231,7 +233,8 @@ def test_qos_job_equals_pandas_and_clickhouse(
                sum(rebuffer_ms) AS rebuffer_ms, sum(played_ms) AS played_ms,
                sum(ifNull(startup_time_ms, 0)) AS startup_time_sum_ms,
                sum(ifNull(avg_bitrate_kbps, 0)) AS bitrate_kbps_sum,
-               count(avg_bitrate_kbps) AS bitrate_samples, sum(bitrate_switches) AS bitrate_switches,
+               count(avg_bitrate_kbps) AS bitrate_samples,
+               sum(bitrate_switches) AS bitrate_switches,
                quantileExactInclusive(0.5)(startup_time_ms) AS startup_p50_ms,
                quantileExactInclusive(0.95)(startup_time_ms) AS startup_p95_ms
         FROM playback_qos FINAL WHERE report = 'session'
@@ -331,7 +334,9 @@ def test_completion_restart_from_checkpoint_emits_no_second_completion(
     job = start_job(settings, "completion", RunOptions(start="earliest", **options))
     try:
         deadline = time.monotonic() + 180
-        while not completions() or latest_checkpoint(checkpoint_dir(settings, "completion")) is None:
+        while (
+            not completions() or latest_checkpoint(checkpoint_dir(settings, "completion")) is None
+        ):
             assert job.running(), job.log_tail(60)
             assert time.monotonic() < deadline, "no completion committed within 180 s"
             time.sleep(1)

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobs.reco.core import Interaction, ModelConfig, Popularity, Recommender, SignalWeights, biased_mf
+from jobs.reco.core import (
+    Interaction,
+    ModelConfig,
+    Popularity,
+    Recommender,
+    SignalWeights,
+    biased_mf,
+)
 from jobs.reco.replay import Columns, ReplayError, read_interactions, replay
 from learnstream.cli import app
 
@@ -20,7 +27,9 @@ def planted(n_users: int = 300, n_courses: int = 100, groups: int = 5, per_user:
     """Learners in 5 groups; each group takes its own category 80 % of the time and rates it
     4-5, other courses 1-2.5; courses are mildly popularity-skewed (Zipf 0.3) across groups."""
     rng = random.Random(seed)
-    courses = {f"c{i}": {"category": f"cat{i % groups}", "level": "beginner"} for i in range(n_courses)}
+    courses = {
+        f"c{i}": {"category": f"cat{i % groups}", "level": "beginner"} for i in range(n_courses)
+    }
     weight = {c: 1 / (k + 1) ** 0.3 for k, c in enumerate(courses)}
     users = [(f"u{u}", u % groups) for u in range(n_users)]
     stream, t = [], 0.0
@@ -87,9 +96,9 @@ def test_replay_reproduces_a_plain_river_loop(tmp_path: Path) -> None:
 
 def test_replay_command_prints_the_metrics(tmp_path: Path) -> None:
     path = ratings_csv(tmp_path / "r.csv", n=500)
-    result = CliRunner().invoke(app, ["reco", "replay", str(path), "--user-col", "learner",
-                                      "--item-col", "course", "--rating-col", "stars",
-                                      "--time-col", "when", "--save", str(tmp_path / "m.pkl")])  # fmt: skip
+    args = ["reco", "replay", str(path), "--user-col", "learner", "--item-col", "course"]
+    args += ["--rating-col", "stars", "--time-col", "when", "--save", str(tmp_path / "m.pkl")]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "replayed 500 interactions in time order" in result.output
     assert "biased_mf" in result.output and "Recall@10" in result.output
@@ -106,7 +115,9 @@ def test_replay_command_prints_the_metrics(tmp_path: Path) -> None:
         ("u,i,r\n,y,3\n", Columns("u", "i", "r"), "row 2 has no 'u' or 'i'"),
     ],
 )
-def test_replay_rejects_bad_files_with_the_fix(tmp_path: Path, text: str, cols: Columns, message: str) -> None:
+def test_replay_rejects_bad_files_with_the_fix(
+    tmp_path: Path, text: str, cols: Columns, message: str
+) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(text)
     with pytest.raises(ReplayError, match=message.replace("(", r"\(")):
@@ -128,7 +139,9 @@ def test_checkpoint_round_trip_keeps_predictions(tmp_path: Path) -> None:
     loaded, offsets = Recommender.load(tmp_path / "ckpt")
     assert offsets == {"learner.views/0": 41}
     probes = [("u1", "c3"), ("u7", "c50"), ("u39", "c99")]
-    assert [loaded.mf.predict_one(u, i) for u, i in probes] == [model.mf.predict_one(u, i) for u, i in probes]
+    assert [loaded.mf.predict_one(u, i) for u, i in probes] == [
+        model.mf.predict_one(u, i) for u, i in probes
+    ]
     assert loaded.recommend("u1", 10) == model.recommend("u1", 10)
 
 
@@ -160,4 +173,6 @@ def test_popularity_decays_and_survives_long_spans() -> None:
     pop.learn_one("new", 3, 100)
     assert pop.rank(["old", "new"]) == ["new", "old"]
     pop.learn_one("new", 3, 1e7)  # far beyond the float range of exp(rate * t): rebased
-    assert pop.rank(["old", "new"]) == ["new", "old"] and all(map(math.isfinite, pop.scores.values()))
+    assert pop.rank(["old", "new"]) == ["new", "old"] and all(
+        map(math.isfinite, pop.scores.values())
+    )

@@ -45,7 +45,9 @@ class SignalWeights:
         if kind == "video_playback":
             return self.watch_base + self.watch_progress * float(event.get("progress") or 0.0)
         if kind == "quiz_result":
-            return self.quiz_base + self.quiz_score * float(event["score"]) / float(event["max_score"])
+            return self.quiz_base + self.quiz_score * float(event["score"]) / float(
+                event["max_score"]
+            )
         if kind == "enrollment":
             return self.purchase
         return None
@@ -98,7 +100,9 @@ class Popularity:
         return sorted(items, key=lambda i: (-self.scores.get(i, 0.0), i))
 
 
-def fm_features(user: str, item: str, context: dict[str, Any], course: dict[str, Any]) -> dict[str, float]:
+def fm_features(
+    user: str, item: str, context: dict[str, Any], course: dict[str, Any]
+) -> dict[str, float]:
     """One-hot learner, course, course category/level, network, device, and the crossing of
     the network with video-heavy courses (poor networks and long videos do not mix)."""
     x = {f"user={user}": 1.0, f"item={item}": 1.0}
@@ -221,7 +225,7 @@ class Recommender:
         self.rank_every = rank_every
         self.k = k
         self.updates = 0
-        self._sample = random.Random(self.cfg.seed)
+        self._sample = random.Random(self.cfg.seed)  # noqa: S311 (sampling, not secrets)
 
     # -- learning ------------------------------------------------------------------------------
 
@@ -232,10 +236,16 @@ class Recommender:
             self.metrics["biased_mf"].rating(it.rating, self.mf.predict_one(it.user, it.item))
             self.metrics["feature_fm"].rating(it.rating, self.fm.predict_one(x))
             self.metrics["popularity"].rating(it.rating, self.pop.predict_one(it.item))
-            if self.rank_every and self.updates % self.rank_every == 0 and len(self.seen_items) > self.k:
+            if (
+                self.rank_every
+                and self.updates % self.rank_every == 0
+                and len(self.seen_items) > self.k
+            ):
                 candidates = self.candidates(it.user)
                 for name in MODELS:
-                    self.metrics[name].ranking(it.item, self.top(name, it.user, candidates, it.context))
+                    self.metrics[name].ranking(
+                        it.item, self.top(name, it.user, candidates, it.context)
+                    )
         self.mf.learn_one(it.user, it.item, it.rating)
         self.fm.learn_one(x, it.rating)
         if self.cfg.negatives and len(self.seen_items) > 1:
@@ -261,7 +271,9 @@ class Recommender:
         done = self.consumed.get(user, set())
         return [c for c in catalogue if c not in done]
 
-    def top(self, model: str, user: str, candidates: list[str], context: dict[str, Any] | None = None) -> list[str]:
+    def top(
+        self, model: str, user: str, candidates: list[str], context: dict[str, Any] | None = None
+    ) -> list[str]:
         return [item for item, _ in self.scored(model, user, candidates, context)[: self.k]]
 
     def scored(
@@ -275,12 +287,17 @@ class Recommender:
         else:
             ctx = context or {}
             scores = [
-                (item, self.fm.predict_one(fm_features(user, item, ctx, self.courses.get(item, {}))))
+                (
+                    item,
+                    self.fm.predict_one(fm_features(user, item, ctx, self.courses.get(item, {}))),
+                )
                 for item in candidates
             ]
         return sorted(scores, key=lambda s: (-s[1], s[0]))
 
-    def recommend(self, user: str, k: int, model: str = "biased_mf") -> tuple[str, list[tuple[str, float]]]:
+    def recommend(
+        self, user: str, k: int, model: str = "biased_mf"
+    ) -> tuple[str, list[tuple[str, float]]]:
         """(model used, [(course, score)]): popularity for a learner with no history."""
         if user not in self.mf.u_biases:
             model = "popularity"

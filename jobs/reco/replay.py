@@ -44,7 +44,9 @@ def read_interactions(path: Path, cols: Columns) -> list[Interaction]:
             f"the file has: {', '.join(map(str, frame.columns))}"
         )
     ratings = pd.to_numeric(frame[cols.rating], errors="coerce")
-    bad = frame.index[ratings.isna() | ~ratings.map(lambda v: math.isfinite(v) if v == v else False)]
+    bad = frame.index[
+        ratings.isna() | ~ratings.map(lambda v: math.isfinite(v) if v == v else False)
+    ]
     if len(bad):
         raise ReplayError(
             f"{path}: column {cols.rating!r} must hold numbers; row {int(bad[0]) + 2} has "
@@ -79,9 +81,7 @@ def _seconds(column: pd.Series, path: Path, name: str) -> pd.Series:
     return (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
 
 
-def replay(
-    interactions: list[Interaction], recommender: Recommender | None = None
-) -> Recommender:
+def replay(interactions: list[Interaction], recommender: Recommender | None = None) -> Recommender:
     """Feed every interaction through the live update path; returns the trained models."""
     model = recommender or Recommender(ModelConfig(negatives=0))
     for interaction in interactions:

@@ -36,7 +36,7 @@ def qos_records(
 ) -> list[tuple[bytes, bytes]]:
     """``n`` session reports over ``span_ms`` from ``start`` (default: an hour ago), over 20
     courses, 5 networks, 4 regions and 8 edge nodes."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311
     start = start or datetime.now(UTC) - timedelta(hours=1)
     out = []
     for i in range(n):
