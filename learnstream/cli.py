@@ -34,7 +34,7 @@ catalog_app = typer.Typer(help="The course catalogue (course.catalog).", no_args
 app.add_typer(catalog_app, name="catalog")
 sinks_app = typer.Typer(help="ClickHouse migrations and the sinks.", no_args_is_help=True)
 app.add_typer(sinks_app, name="sinks")
-jobs_app = typer.Typer(help="The Flink jobs (and, later, the Faust app).", no_args_is_help=True)
+jobs_app = typer.Typer(help="The Flink jobs and the Faust recommendation app.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 reco_app = typer.Typer(help="The online recommendation models.", no_args_is_help=True)
 app.add_typer(reco_app, name="reco")
@@ -423,7 +423,7 @@ def sinks_clickhouse(
 
 @jobs_app.command("run")
 def jobs_run(
-    job: Annotated[str, typer.Argument(help="qos or completion.")],
+    job: Annotated[str, typer.Argument(help="qos, completion (Flink) or reco (Faust).")],
     start: Annotated[
         str,
         typer.Option(
@@ -439,13 +439,19 @@ def jobs_run(
         typer.Option(help="A checkpoint folder to resume from, or 'latest' (this job's newest)."),
     ] = None,
 ) -> None:
-    """Run a Flink job on the local PyFlink mini-cluster (docs/jobs.md). Ctrl-C stops it; its
+    """Run a Flink job on the local PyFlink mini-cluster (docs/jobs.md), or the Faust
+    recommendation app (`reco`, serving on :6066; docs/reco.md). Ctrl-C stops it; a Flink job's
     last checkpoint is kept for --restore latest."""
     import signal
 
     from jobs.flink.runtime import JobConfigError, RunOptions
     from jobs.launch import JOBS, resolve_restore, start_job
 
+    if job == "reco":
+        import os
+
+        faust = Path(sys.executable).parent / "faust"
+        os.execv(str(faust), [str(faust), "-A", "jobs.faust.reco_app", "worker", "-l", "info"])
     if job not in JOBS:
         raise typer.BadParameter(f"unknown job {job!r}; the jobs are: {', '.join(JOBS)}")
     settings = get_settings()

@@ -209,6 +209,24 @@ class FlinkSettings(BaseModel):
     )
 
 
+class RecoSettings(BaseModel):
+    """The recommendation app (jobs/faust): where it serves, how it checkpoints."""
+
+    model_config = ConfigDict(validate_default=True, extra="forbid")
+
+    host: str = Field("127.0.0.1", description="HTTP listen address of the recommendations.")
+    port: int = Field(6066, ge=1, le=65535)
+    group_id: str = Field("learnstream-reco", description="Faust app id and consumer group.")
+    checkpoint_path: Path | None = Field(
+        None, description="Models + offsets; default: <stack.state_dir>/reco/checkpoint.pkl."
+    )
+    checkpoint_interval_s: float = Field(10.0, gt=0)
+    metrics_interval_s: float = Field(10.0, gt=0, description="reco.metrics period")
+    negatives: int = Field(2, ge=0, description="Unseen courses learned as 0 per interaction.")
+    rank_every: int = Field(10, ge=1, description="Recall/NDCG on every n-th interaction.")
+    dedup_ttl_h: float = Field(24.0, gt=0, description="How long a seen event_id is remembered.")
+
+
 class StackSettings(BaseModel):
     """The local stack manager."""
 
@@ -254,6 +272,7 @@ class Settings(BaseSettings):
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     flink: FlinkSettings = Field(default_factory=FlinkSettings)
+    reco: RecoSettings = Field(default_factory=RecoSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
 
 

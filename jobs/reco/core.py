@@ -11,8 +11,9 @@ import math
 import os
 import pickle
 import random
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,27 @@ class Interaction:
     t: float = 0.0  # seconds, for recency
     context: dict[str, Any] = field(default_factory=dict)  # network_type, device, ...
     consumed: bool = False  # bought or completed: never recommended again
+
+
+def interaction_from_event(event: dict[str, Any], weights: SignalWeights) -> Interaction | None:
+    """A learner event (wire format) as an interaction, or None when it has no signal."""
+    rating = weights.rating(event)
+    if rating is None or not event.get("learner_id") or not event.get("course_id"):
+        return None
+    client = event.get("client") or {}
+    at = str(event.get("occurred_at", ""))
+    try:
+        t = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        t = 0.0
+    return Interaction(
+        user=str(event["learner_id"]),
+        item=str(event["course_id"]),
+        rating=rating,
+        t=t,
+        context={"network_type": client.get("network_type"), "device": client.get("device")},
+        consumed=event.get("type") == "enrollment",
+    )
 
 
 class Popularity:
@@ -225,6 +247,7 @@ class Recommender:
         self.rank_every = rank_every
         self.k = k
         self.updates = 0
+        self.seen_events: OrderedDict[str, float] = OrderedDict()  # event_id -> when learned
         self._sample = random.Random(self.cfg.seed)  # noqa: S311 (sampling, not secrets)
 
     # -- learning ------------------------------------------------------------------------------
@@ -263,6 +286,37 @@ class Recommender:
         if it.consumed:
             self.consumed[it.user].add(it.item)
         self.updates += 1
+
+    def learn_event(
+        self, event: dict[str, Any], weights: SignalWeights, dedup_ttl_s: float, now: float
+    ) -> bool:
+        """A learner event from Kafka, through :meth:`update`: dropped when its ``event_id`` was
+        learned in the last ``dedup_ttl_s``, or when it carries no preference signal. Returns
+        whether the models learned it."""
+        while self.seen_events:
+            oldest, at = next(iter(self.seen_events.items()))
+            if at >= now - dedup_ttl_s:
+                break
+            del self.seen_events[oldest]
+        event_id = str(event.get("event_id", ""))
+        if not event_id or event_id in self.seen_events:
+            return False
+        it = interaction_from_event(event, weights)
+        if it is None:
+            return False
+        self.seen_events[event_id] = now
+        self.update(it)
+        return True
+
+    def add_course(self, record: dict[str, Any]) -> None:
+        """A ``course.catalog`` record: what the feature-aware model knows of a course."""
+        videos = record.get("videos") or []
+        self.courses[record["course_id"]] = {
+            "category": record.get("category"),
+            "level": record.get("level"),
+            # more than an hour of video: what poor networks make hard
+            "video_heavy": sum(float(v.get("length_s", 0)) for v in videos) > 3600,
+        }
 
     # -- serving -------------------------------------------------------------------------------
 

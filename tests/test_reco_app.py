@@ -1,0 +1,155 @@
+"""The Faust recommendation app as a real worker against the session's broker: it learns from
+learner events, serves top-k over HTTP with clear 4xx errors, publishes reco.metrics and
+checkpoints its models with offsets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jobs.reco.core import Recommender
+from learnstream.stack import Stack
+from learnstream.stack.procs import free_port
+from schemas import to_wire
+from schemas.base import Money
+from schemas.events import CourseViewed, Enrollment
+from streams.catalog import publish_catalog
+from streams.kafka import make_producer, produce_all, read_to_end
+from tests.completion_scenarios import CLIENT, T0, course
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+class Worker:
+    def __init__(self, bootstrap: str, tmp: Path) -> None:
+        self.port = free_port()
+        self.checkpoint = tmp / "reco.pkl"
+        self.log_path = tmp / "worker.log"
+        self.env = {
+            **os.environ,
+            "LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "LEARNSTREAM_RECO__PORT": str(self.port),
+            "LEARNSTREAM_RECO__GROUP_ID": f"reco-test-{uuid.uuid4().hex[:8]}",
+            "LEARNSTREAM_RECO__CHECKPOINT_PATH": str(self.checkpoint),
+            "LEARNSTREAM_RECO__CHECKPOINT_INTERVAL_S": "1",
+            "LEARNSTREAM_RECO__METRICS_INTERVAL_S": "1",
+            "LEARNSTREAM_STACK__STATE_DIR": str(tmp / "state"),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "learnstream"), "jobs", "run", "reco"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+
+    def wait_for(self, check, timeout: float = 90.0):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process is not None and self.process.poll() is None, self.tail()
+            try:
+                found = check()
+            except (httpx.HTTPError, ValueError, KeyError):
+                found = None
+            if found:
+                return found
+            assert time.monotonic() < deadline, f"gave up waiting:\n{self.tail()}"
+            time.sleep(0.5)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
+    w = Worker(stack.settings.kafka.bootstrap_servers, tmp_path)
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def test_reco_app_learns_serves_and_checkpoints(stack: Stack, worker: Worker) -> None:
+    bootstrap = stack.settings.kafka.bootstrap_servers
+    tag = uuid.uuid4().hex[:6]
+    courses = [f"course-reco-{tag}-{i}" for i in range(4)]
+    producer = make_producer(bootstrap)
+    publish_catalog(producer, [course(c) for c in courses])
+    learner = f"learner-reco-{tag}"
+    views, enrollments = [], []
+    for n, c in enumerate(courses * 3):
+        views.append((learner.encode(), to_wire(CourseViewed(
+            event_id=uuid.uuid4(), occurred_at=T0, learner_id=f"{learner}-{n % 5}",
+            session_id="s", client=CLIENT, course_id=c, page="syllabus", dwell_ms=1000,
+        ))))  # fmt: skip
+    enrollments.append((learner.encode(), to_wire(Enrollment(
+        event_id=uuid.uuid4(), occurred_at=T0, learner_id=learner, session_id="s",
+        client=CLIENT, course_id=courses[0], price=Money(amount_minor=100, currency="EUR"),
+        payment_model="one_time",
+    ))))  # fmt: skip
+    produce_all(producer, "learner.views", views)
+    produce_all(producer, "learner.enrollments", enrollments + enrollments)  # and a repeat
+    producer.flush(10)
+
+    worker.start()
+    body = worker.wait_for(
+        lambda: (r := worker.get(f"/recommendations/{learner}?k=3").json())["model"] == "biased_mf"
+        and r
+    )
+    assert body["k"] == 3 and len(body["items"]) == 3
+    assert courses[0] not in [i["course_id"] for i in body["items"]]  # bought: never offered
+    new = worker.get("/recommendations/nobody-yet?k=2").json()
+    assert new["model"] == "popularity" and len(new["items"]) == 2
+
+    assert worker.get(f"/recommendations/{learner}?k=0").status_code == 422
+    assert worker.get(f"/recommendations/{learner}?k=101").status_code == 422
+    bad_k = worker.get(f"/recommendations/{learner}?k=ten")
+    assert bad_k.status_code == 422 and "integer" in bad_k.json()["error"]
+    assert worker.get("/recommendations/%01bad").status_code == 400
+
+    def own_report() -> dict | None:
+        assert worker.process is not None
+        mine = [
+            report
+            for report in (json.loads(r.value) for r in read_to_end(bootstrap, ["reco.metrics"]))
+            if report["instance"].endswith(f"-{worker.process.pid}") and report["updates"]
+        ]
+        return mine[-1] if mine else None
+
+    report = worker.wait_for(own_report)
+    assert report["service"] == "reco" and set(report["models"]) == {
+        "biased_mf", "feature_fm", "popularity"
+    }  # fmt: skip
+    assert report["models"]["biased_mf"]["n"] > 0
+
+    worker.stop()
+    model, offsets = Recommender.load(worker.checkpoint)
+    assert offsets and all(o >= 0 for o in offsets.values())
+    assert any(k.startswith("learner.enrollments/") for k in offsets)
+    assert courses[0] in model.consumed[learner]
+    assert len(model.seen_events) == model.updates  # the repeated enrollment learned once
