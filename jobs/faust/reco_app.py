@@ -79,7 +79,21 @@ def _load() -> tuple[Recommender, dict[str, int]]:
     return Recommender(cfg, rank_every=reco.rank_every), {}
 
 
+def _read_catalogue(model: Recommender) -> None:
+    """The catalogue as it is now, before any event is learned: the feature-aware model and
+    the candidate set then do not depend on how the two agents' reads interleave."""
+    from streams.kafka import read_to_end
+
+    for record in read_to_end(settings.kafka.bootstrap_servers, [COURSE_CATALOG.name]):
+        if record.value:
+            try:
+                model.add_course(json.loads(record.value))
+            except (ValueError, KeyError, TypeError):
+                continue
+
+
 MODEL, OFFSETS = _load()
+_read_catalogue(MODEL)
 STARTED = time.monotonic()
 LAST = {"updates": MODEL.updates, "at": time.monotonic()}
 
@@ -165,7 +179,10 @@ async def recommendations(web: Any, request: Any, learner_id: str) -> Any:
 
 @app.page("/health")
 async def health(web: Any, request: Any) -> Any:
-    return web.json({"updates": MODEL.updates, "courses": len(MODEL.courses)})
+    return web.json({
+        "updates": MODEL.updates, "courses": len(MODEL.courses),
+        "offsets_seen": sum(o + 1 for o in OFFSETS.values()),
+    })  # fmt: skip
 
 
 def _error(web: Any, status: int, message: str) -> Any:
