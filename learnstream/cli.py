@@ -34,7 +34,9 @@ catalog_app = typer.Typer(help="The course catalogue (course.catalog).", no_args
 app.add_typer(catalog_app, name="catalog")
 sinks_app = typer.Typer(help="ClickHouse migrations and the sinks.", no_args_is_help=True)
 app.add_typer(sinks_app, name="sinks")
-jobs_app = typer.Typer(help="The Flink jobs and the Faust recommendation app.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="The Flink jobs and the Faust recommendation app.", no_args_is_help=True
+)
 app.add_typer(jobs_app, name="jobs")
 reco_app = typer.Typer(help="The online recommendation models.", no_args_is_help=True)
 app.add_typer(reco_app, name="reco")
@@ -344,7 +346,7 @@ def simulate(
 
 @app.command("bench")
 def bench(
-    only: Annotated[str, typer.Option(help="collector | sink | flink | all")] = "all",
+    only: Annotated[str, typer.Option(help="collector | sink | flink | reco | all")] = "all",
     events: Annotated[int, typer.Option(min=1000, help="Collector: events per round.")] = 100_000,
     rounds: Annotated[int, typer.Option(min=1, help="Collector: rounds per side.")] = 3,
     concurrency: Annotated[int, typer.Option(min=1, help="Collector: concurrent requests.")] = 16,
@@ -360,8 +362,8 @@ def bench(
     ] = 200_000,
 ) -> None:
     """Run the benchmarks; every figure is a ratio to a baseline run side by side."""
-    if only not in ("collector", "sink", "flink", "all"):
-        raise typer.BadParameter("--only is collector, sink, flink or all")
+    if only not in ("collector", "sink", "flink", "reco", "all"):
+        raise typer.BadParameter("--only is collector, sink, flink, reco or all")
     if only in ("collector", "all"):
         from learnstream.bench import collector as collector_bench
 
@@ -375,6 +377,10 @@ def bench(
         from learnstream.bench import flink as flink_bench
 
         typer.echo(flink_bench.run(flink_events).render())
+    if only in ("reco", "all"):
+        from learnstream.bench import reco as reco_bench
+
+        typer.echo(reco_bench.run().render())
 
 
 @sinks_app.command("migrate")
@@ -451,7 +457,8 @@ def jobs_run(
         import os
 
         faust = Path(sys.executable).parent / "faust"
-        os.execv(str(faust), [str(faust), "-A", "jobs.faust.reco_app", "worker", "-l", "info"])
+        argv = [str(faust), "-A", "jobs.faust.reco_app", "worker", "-l", "info"]
+        os.execv(str(faust), argv)  # noqa: S606 (this process becomes the worker)
     if job not in JOBS:
         raise typer.BadParameter(f"unknown job {job!r}; the jobs are: {', '.join(JOBS)}")
     settings = get_settings()

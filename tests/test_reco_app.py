@@ -118,8 +118,10 @@ def test_reco_app_learns_serves_and_checkpoints(stack: Stack, worker: Worker) ->
 
     worker.start()
     body = worker.wait_for(
-        lambda: (r := worker.get(f"/recommendations/{learner}?k=3").json())["model"] == "biased_mf"
-        and r
+        lambda: (
+            (r := worker.get(f"/recommendations/{learner}?k=3").json())["model"] == "biased_mf"
+            and r
+        )
     )
     assert body["k"] == 3 and len(body["items"]) == 3
     assert courses[0] not in [i["course_id"] for i in body["items"]]  # bought: never offered
@@ -196,16 +198,19 @@ def test_reco_app_sigkill_restart_resumes_from_the_checkpoint(
     try:
         crashing.start()
         # wait until all of part 1 is learned and a checkpoint holds it
-        crashing.wait_for(lambda: crashing.get(f"/recommendations/{probes[0]}").json()["model"] == "biased_mf")
+        crashing.wait_for(
+            lambda: crashing.get(f"/recommendations/{probes[0]}").json()["model"] == "biased_mf"
+        )
         time.sleep(3)
         crashing.stop(signal.SIGKILL)
-        saved, offsets = Recommender.load(crashing.checkpoint)
+        saved, _ = Recommender.load(crashing.checkpoint)
         expected = {p: saved.recommend(p, 5) for p in probes}
         crashing.start()
         for p in probes:
             got = crashing.wait_for(lambda p=p: crashing.get(f"/recommendations/{p}?k=5").json())
             assert (got["model"], [(i["course_id"], i["score"]) for i in got["items"]]) == (
-                expected[p][0], [(c, round(s, 6)) for c, s in expected[p][1]]
+                expected[p][0],
+                [(c, round(s, 6)) for c, s in expected[p][1]],
             )
         produce_all(producer, "learner.views", views(1500, 3000))
         total = len(read_to_end(bootstrap, ["learner.views", "learner.playback", "learner.quiz",

@@ -162,7 +162,9 @@ async def _final_checkpoint(app: faust.App, **_: Any) -> None:
 @app.page("/recommendations/{learner_id}")
 async def recommendations(web: Any, request: Any, learner_id: str) -> Any:
     if not LEARNER_ID.match(learner_id):
-        return _error(web, 400, "learner_id must be 1-128 characters without '/' or control characters")
+        return _error(
+            web, 400, "learner_id must be 1-128 characters without '/' or control characters"
+        )
     raw_k = request.query.get("k", "10")
     try:
         k = int(raw_k)

@@ -235,6 +235,7 @@ class Recommender:
         courses: dict[str, dict[str, Any]] | None = None,
         rank_every: int = 10,
         k: int = 10,
+        rank_sample: int = 100,
     ) -> None:
         self.cfg = cfg or ModelConfig()
         self.courses: dict[str, dict[str, Any]] = dict(courses or {})
@@ -245,6 +246,7 @@ class Recommender:
         self.consumed: dict[str, set[str]] = defaultdict(set)
         self.seen_items: dict[str, None] = {}  # insertion-ordered set of every course seen
         self.rank_every = rank_every
+        self.rank_sample = rank_sample
         self.k = k
         self.updates = 0
         self.seen_events: OrderedDict[str, float] = OrderedDict()  # event_id -> when learned
@@ -265,6 +267,11 @@ class Recommender:
                 and len(self.seen_items) > self.k
             ):
                 candidates = self.candidates(it.user)
+                if len(candidates) > self.rank_sample:
+                    # sampled metrics: the course taken among rank_sample - 1 others, so that a
+                    # large catalogue does not make validation the most expensive step
+                    others = [c for c in candidates if c != it.item]
+                    candidates = [it.item, *self._sample.sample(others, self.rank_sample - 1)]
                 for name in MODELS:
                     self.metrics[name].ranking(
                         it.item, self.top(name, it.user, candidates, it.context)
