@@ -368,6 +368,15 @@ def test_sinks_clickhouse_derived_and_dlq_records_insert(migrated: Client) -> No
     ).first_row
     assert payload == (100.0,)
 
+    reco = {"service": "reco", "instance": "host-1-7", "at": format_utc(now), "interval_s": 10,
+            "updates": 5, "models": {"biased_mf": {"mae": 0.75, "recall_at_10": 0.3}}}  # fmt: skip
+    insert_records(migrated, "reco.metrics", [reco])
+    mae = migrated.query(
+        "SELECT JSONExtractFloat(payload, 'models', 'biased_mf', 'mae') FROM pipeline_metrics "
+        "WHERE service = 'reco' AND _topic = 'reco.metrics'"
+    ).first_row
+    assert mae == (0.75,)
+
 
 def test_sinks_clickhouse_convert_rejects_what_it_cannot_store() -> None:
     def rejected(topic: str, value: bytes | None, dlq_reason: str = "invalid") -> str:

@@ -44,6 +44,9 @@ TABLE_FOR_TOPIC: dict[str, str] = {
     "learner.dlq": "dlq",
     "qos.agg.1m": "qos_1m",
     "pipeline.metrics": "pipeline_metrics",
+    # The recommendation app's progressive-validation reports have the same envelope
+    # (service, instance, at, interval_s); read them with service = 'reco'.
+    "reco.metrics": "pipeline_metrics",
 }
 
 # The event type each event table holds.
