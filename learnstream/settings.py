@@ -225,6 +225,23 @@ class RecoSettings(BaseModel):
     negatives: int = Field(2, ge=0, description="Unseen courses learned as 0 per interaction.")
     rank_every: int = Field(10, ge=1, description="Recall/NDCG on every n-th interaction.")
     dedup_ttl_h: float = Field(24.0, gt=0, description="How long a seen event_id is remembered.")
+    weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Signal weights overriding the defaults of docs/reco.md, e.g. "
+        '{"purchase": 5, "view": 1, "video_completed": 0.5}.',
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        known = {
+            "view", "view_intent", "watch_base", "watch_progress", "video_completed",
+            "quiz_base", "quiz_score", "purchase",
+        }  # fmt: skip
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown signal weights {unknown}; known: {sorted(known)}")
+        return value
 
 
 class StackSettings(BaseModel):

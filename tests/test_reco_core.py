@@ -161,6 +161,7 @@ def test_signal_weights_map_events_to_ratings() -> None:
     w = SignalWeights()
     assert w.rating({"type": "course_viewed", "page": "pricing"}) == 1.5
     assert w.rating({"type": "video_playback", "progress": 0.5}) == 3.0
+    assert w.rating({"type": "video_playback", "verb": "completed", "progress": 1.0}) == 4.5
     assert w.rating({"type": "quiz_result", "score": 8, "max_score": 10}) == pytest.approx(4.6)
     assert w.rating({"type": "enrollment"}) == 5.0
     assert w.rating({"type": "live_qos"}) is None

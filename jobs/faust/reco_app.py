@@ -69,7 +69,7 @@ events_topic = app.topic(
 catalog_topic = app.topic(COURSE_CATALOG.name, key_serializer="raw", value_serializer="raw")
 metrics_topic = app.topic(RECO_METRICS.name, key_serializer="raw", value_serializer="raw")
 
-WEIGHTS = SignalWeights()
+WEIGHTS = SignalWeights(**reco.weights)
 
 
 def _load() -> tuple[Recommender, dict[str, int]]:

@@ -25,7 +25,8 @@ class SignalWeights:
     """How learner events become a preference rating on a 1..5 scale (docs/reco.md).
 
     - ``course_viewed``: ``view`` (1.0), plus ``view_intent`` (0.5) on the syllabus or pricing.
-    - ``video_playback``: ``watch_base`` + ``watch_progress`` x progress (2 + 2 x progress).
+    - ``video_playback``: ``watch_base`` + ``watch_progress`` x progress (2 + 2 x progress),
+      plus ``video_completed`` (0.5) when the verb is ``completed``; at most 5.
     - ``quiz_result``: ``quiz_base`` + ``quiz_score`` x score / max_score (3 + 2 x fraction).
     - ``enrollment`` (a purchase): ``purchase`` (5.0).
     """
@@ -34,6 +35,7 @@ class SignalWeights:
     view_intent: float = 0.5
     watch_base: float = 2.0
     watch_progress: float = 2.0
+    video_completed: float = 0.5
     quiz_base: float = 3.0
     quiz_score: float = 2.0
     purchase: float = 5.0
@@ -44,7 +46,9 @@ class SignalWeights:
             intent = self.view_intent if event.get("page") in ("syllabus", "pricing") else 0.0
             return self.view + intent
         if kind == "video_playback":
-            return self.watch_base + self.watch_progress * float(event.get("progress") or 0.0)
+            done = self.video_completed if event.get("verb") == "completed" else 0.0
+            progress = float(event.get("progress") or 0.0)
+            return min(5.0, self.watch_base + self.watch_progress * progress + done)
         if kind == "quiz_result":
             return self.quiz_base + self.quiz_score * float(event["score"]) / float(
                 event["max_score"]
