@@ -5,9 +5,9 @@
   ``course.catalog`` is broadcast to every instance: video lengths, required items, the rule.
 - State per key: ``jobs.completion.EnrollmentState`` (segments, attempts, enrollments, what was
   emitted), and the event ids seen in the last ``dedup_ttl_h`` (a map state with a TTL).
-- There is no lateness bound: any event counts, whenever it arrives. Events that arrive before
-  their course is in the catalogue are kept in state; the key retries every second until the
-  course is known.
+- There is no lateness bound: any event counts, whenever it arrives. Each instance reads the
+  catalogue to its end when it starts, then follows the broadcast. Events of a course that is
+  not known yet are kept in state; the key retries every second until the course is known.
 - Output: ``completion.scores`` and ``course.completed``, keyed by enrollment id, through
   exactly-once Kafka sinks. ``course.completed`` is emitted once per enrollment: the state's
   ``completed`` flag is part of every checkpoint, and the transaction that carries the record
@@ -71,6 +71,22 @@ def parse_course(payload: str | None) -> tuple[str, bytes] | None:
     return rule.course_id, pickle.dumps(rule)
 
 
+def read_catalogue(bootstrap: str) -> dict[str, bytes]:
+    """The catalogue as it is when the job starts (course_id -> pickled CourseRule).
+
+    The broadcast stream and the events are separate sources, so without this an event could
+    be processed before its course's broadcast record, and its score would wait for a retry
+    timer, which a bounded run never fires once its input ends."""
+    from streams.kafka import read_to_end
+
+    out: dict[str, bytes] = {}
+    for record in read_to_end(bootstrap, [COURSE_CATALOG.name]):
+        parsed = parse_course(record.value.decode("utf-8") if record.value else None)
+        if parsed is not None:
+            out[parsed[0]] = parsed[1]
+    return out
+
+
 def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-def]
     from pyflink.common import Row, Time, Types
     from pyflink.datastream import StreamExecutionEnvironment
@@ -119,6 +135,7 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
 
     catalog_desc = MapStateDescriptor("catalog", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
     step = settings.flink.score_step
+    bootstrap = settings.kafka.bootstrap_servers
     dedup_ttl_ms = int(settings.flink.dedup_ttl_h * 3600 * 1000)
 
     class Score(KeyedBroadcastProcessFunction):  # type: ignore[misc]
@@ -134,6 +151,7 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
                 .build()
             )
             self.seen = runtime_context.get_map_state(seen)
+            self.initial = read_catalogue(bootstrap)
 
         def _load(self) -> EnrollmentState:
             raw = self.state.value()
@@ -141,6 +159,8 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
 
         def _emit(self, ctx: Any, state: EnrollmentState) -> list[Row]:
             raw = ctx.get_broadcast_state(catalog_desc).get(state.course_id)
+            if raw is None:
+                raw = self.initial.get(state.course_id)
             if raw is None:
                 # The course is not in the catalogue yet: keep everything, look again shortly.
                 ctx.timer_service().register_processing_time_timer(
