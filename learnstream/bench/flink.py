@@ -26,7 +26,7 @@ from jobs.launch import start_job
 from learnstream.settings import FlinkSettings, KafkaSettings, Settings, StackSettings
 from learnstream.stack import Stack
 from learnstream.stack.procs import free_port
-from streams.kafka import make_producer, read_to_end
+from streams.kafka import make_producer, produce_all, read_to_end
 
 NETWORKS = ["5g_sa", "5g_nsa", "4g", "wifi", "ethernet"]
 
@@ -121,17 +121,6 @@ def _timed_job(settings: Settings, job: str, tag: str) -> float:
     return time.monotonic() - started
 
 
-def _produce(producer, records: list[tuple[bytes, bytes]]) -> None:  # type: ignore[no-untyped-def]
-    for key, value in records:
-        while True:
-            try:
-                producer.produce("learner.qos", value=value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    producer.poll(0)
-
-
 def _lag(settings: Settings, rate: int, seconds: int) -> list[float]:
     """Probe lags (s) while the job runs unbounded under ``rate`` events/s of load."""
     from confluent_kafka import Consumer
@@ -163,7 +152,7 @@ def _lag(settings: Settings, rate: int, seconds: int) -> list[float]:
             event = json.loads(value)
             event["course_id"] = course
             event["occurred_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-            _produce(producer, [(key, json.dumps(event).encode())])
+            produce_all(producer, "learner.qos", [(key, json.dumps(event).encode())])
             producer.flush(10)
             sent[course] = time.monotonic()
 
@@ -176,7 +165,7 @@ def _lag(settings: Settings, rate: int, seconds: int) -> list[float]:
         lags.clear()
         started = time.monotonic()
         for second in range(seconds):
-            _produce(producer, load[second * rate : (second + 1) * rate])
+            produce_all(producer, "learner.qos", load[second * rate : (second + 1) * rate])
             probe()
             while time.monotonic() < started + second + 1:
                 _drain(consumer, sent, lags, 0.05)
@@ -238,7 +227,7 @@ def run(
             for _ in range(rounds):  # the empty input first: nothing on learner.qos yet
                 result.empty_s.append(_timed_job(settings, "qos", f"bench-{uuid.uuid4().hex[:8]}"))
             producer = make_producer(bootstrap)
-            _produce(producer, qos_records(events))
+            produce_all(producer, "learner.qos", qos_records(events))
             producer.flush(120)
             for _ in range(rounds):
                 started = time.monotonic()

@@ -21,7 +21,7 @@ from jobs.reco.core import ModelConfig, SignalWeights, biased_mf, interaction_fr
 from learnstream.settings import KafkaSettings, Settings, StackSettings
 from learnstream.stack import Stack
 from learnstream.stack.procs import free_port
-from streams.kafka import make_producer
+from streams.kafka import make_producer, produce_all
 
 
 @dataclass
@@ -102,18 +102,8 @@ def run(events: int = 30_000, courses: int = 5_000, requests: int = 500) -> Reco
         worker = None
         try:
             producer = make_producer(settings.kafka.bootstrap_servers)
-            for topic, batch in (
-                ("course.catalog", _catalogue(courses)),
-                ("learner.views", records),
-            ):
-                for key, value in batch:
-                    while True:
-                        try:
-                            producer.produce(topic, value=value, key=key)
-                            break
-                        except BufferError:
-                            producer.poll(0.05)
-            producer.flush(60)
+            produce_all(producer, "course.catalog", _catalogue(courses))
+            produce_all(producer, "learner.views", records)
             port = free_port()
             env = {
                 **os.environ,
