@@ -23,7 +23,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/learnstream bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lock:
 	$(BIN)/uv pip compile -q --python-version 3.11 --generate-hashes requirements/app.in -o requirements/app.lock

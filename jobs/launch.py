@@ -18,85 +18,118 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import jobs
 from jobs.flink.runtime import (
     JobConfigError,
     RunOptions,
-    checkpoint_dir,
     connector_jar,
     latest_checkpoint,
 )
-from learnstream.settings import PROJECT_ROOT, Settings
+from jobs.flink.settings import FlinkSettings
+from streams.settings import KafkaSettings
 
 JOBS = ("qos", "completion")
 
-
-def java_home(settings: Settings) -> Path:
-    from learnstream.stack.services import find_java
-
-    return find_java(settings).resolve().parent.parent
-
-
-# The settings sections a job reads; they reach the job process as LEARNSTREAM_* variables.
-JOB_SECTIONS = ("kafka", "flink", "stack")
+# The folder that holds the project's packages. A checkout (an editable install, which the
+# embedded interpreter of thread mode does not see through its .pth file) goes on the job's
+# PYTHONPATH; an installed package is found in the Flink environment's own site-packages.
+PACKAGES_ROOT = Path(jobs.__file__).resolve().parent.parent
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``settings``' job sections as the environment variables that recreate them."""
-    out: dict[str, str] = {}
-    dumped = settings.model_dump(mode="json")
-    for section in JOB_SECTIONS:
-        for name, value in dumped[section].items():
-            if value is None:
-                continue
-            text = value if isinstance(value, str) else json.dumps(value)
-            out[f"LEARNSTREAM_{section.upper()}__{name.upper()}"] = text
-    return out
+@dataclass(frozen=True)
+class Launcher:
+    """What starting a job on this machine needs: its two sections, and where Java, the jars
+    and the state folder are (the CLI fills these in from the stack's settings)."""
 
+    kafka: KafkaSettings
+    flink: FlinkSettings
+    java_home: Path
+    jars_dir: Path
+    state_dir: Path
 
-def job_env(settings: Settings) -> dict[str, str]:
-    """The environment of a job process: its settings, Java, the mini-cluster heap, and the
-    Flink venv's site-packages on PYTHONPATH (thread mode embeds the interpreter in the JVM, and
-    the embedded interpreter does not find the venv by itself: "No module named 'pemja'")."""
-    python = settings.flink.python
-    if not python.exists():
-        raise JobConfigError(f"{python} does not exist: run `make setup` (it builds .venv-flink)")
-    site = sorted((python.parent.parent / "lib").glob("python3*/site-packages"))
-    env = dict(os.environ) | settings_env(settings)
-    env["JAVA_HOME"] = str(java_home(settings))
-    env["JVM_ARGS"] = f"-Xmx{settings.flink.heap} -Xms{settings.flink.heap}"
-    paths = [str(PROJECT_ROOT), *(str(p) for p in site)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    log_dir = settings.stack.state_dir / "flink" / "log"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    env["FLINK_LOG_DIR"] = str(log_dir)
-    env.pop("VIRTUAL_ENV", None)
-    return env
+    def checkpoints(self, job: str) -> Path:
+        return self.flink.checkpoints(job, self.state_dir)
 
+    def settings_env(self, job: str) -> dict[str, str]:
+        """The job's sections as the environment variables that recreate them, with the
+        checkpoint folder resolved."""
+        out: dict[str, str] = {}
+        for section, model in (("kafka", self.kafka), ("flink", self.flink)):
+            for name, value in model.model_dump(mode="json").items():
+                if value is None:
+                    continue
+                text = value if isinstance(value, str) else json.dumps(value)
+                out[f"LEARNSTREAM_{section.upper()}__{name.upper()}"] = text
+        out["LEARNSTREAM_FLINK__CHECKPOINT_DIR"] = str(self.checkpoints(job).parent)
+        return out
 
-def job_command(settings: Settings, job: str, options: RunOptions) -> list[str]:
-    if job not in JOBS:
-        raise JobConfigError(f"unknown job {job!r}; the jobs are: {', '.join(JOBS)}")
-    connector_jar(settings)  # fail early, with the setup hint, if the jar is missing
-    cmd = [str(settings.flink.python), "-m", f"jobs.flink.{job}", "--start", options.start]
-    if options.bounded:
-        cmd.append("--bounded")
-    if options.restore:
-        cmd += ["--restore", options.restore]
-    if options.group_id:
-        cmd += ["--group-id", options.group_id]
-    if options.transactional_id_prefix:
-        cmd += ["--transactional-id-prefix", options.transactional_id_prefix]
-    return cmd
+    def env(self, job: str) -> dict[str, str]:
+        """The environment of a job process: its settings, Java, the mini-cluster heap, and
+        the Flink venv's site-packages on PYTHONPATH (thread mode embeds the interpreter in the
+        JVM, and the embedded interpreter does not find the venv by itself: "No module named
+        'pemja'")."""
+        python = self.flink.python
+        if not python.exists():
+            raise JobConfigError(
+                f"{python} does not exist: run `make setup` (it builds .venv-flink), or set "
+                "LEARNSTREAM_FLINK__PYTHON"
+            )
+        site = sorted((python.parent.parent / "lib").glob("python3*/site-packages"))
+        env = dict(os.environ) | self.settings_env(job)
+        env["JAVA_HOME"] = str(self.java_home)
+        env["JVM_ARGS"] = f"-Xmx{self.flink.heap} -Xms{self.flink.heap}"
+        checkout = [] if PACKAGES_ROOT.name == "site-packages" else [str(PACKAGES_ROOT)]
+        paths = [*checkout, *(str(p) for p in site)]
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        log_dir = self.state_dir / "flink" / "log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env["FLINK_LOG_DIR"] = str(log_dir)
+        env.pop("VIRTUAL_ENV", None)
+        return env
 
+    def command(self, job: str, options: RunOptions) -> list[str]:
+        if job not in JOBS:
+            raise JobConfigError(f"unknown job {job!r}; the jobs are: {', '.join(JOBS)}")
+        jar = connector_jar(self.jars_dir)  # fails early, with the setup hint, if missing
+        cmd = [str(self.flink.python), "-m", f"jobs.flink.{job}", "--start", options.start]
+        if options.bounded:
+            cmd.append("--bounded")
+        if options.restore:
+            cmd += ["--restore", options.restore]
+        if options.group_id:
+            cmd += ["--group-id", options.group_id]
+        if options.transactional_id_prefix:
+            cmd += ["--transactional-id-prefix", options.transactional_id_prefix]
+        if jar is not None:
+            cmd += ["--jar", str(jar)]
+        return cmd
 
-def resolve_restore(settings: Settings, job: str, restore: str | None) -> str | None:
-    """``latest`` means the newest retained checkpoint of this job (None when there is none)."""
-    if restore != "latest":
-        return restore
-    found = latest_checkpoint(checkpoint_dir(settings, job))
-    return str(found) if found else None
+    def resolve_restore(self, job: str, restore: str | None) -> str | None:
+        """``latest`` means the newest retained checkpoint of this job (None when there is
+        none)."""
+        if restore != "latest":
+            return restore
+        found = latest_checkpoint(self.checkpoints(job))
+        return str(found) if found else None
+
+    def start(self, job: str, options: RunOptions, log_path: Path | None = None) -> JobProcess:
+        cmd = self.command(job, options)
+        env = self.env(job)
+        if log_path is None:
+            log_path = self.state_dir / "flink" / "log" / f"{job}-{int(time.time())}.out"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")  # noqa: SIM115 (closed by JobProcess)
+        process = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return JobProcess(job, process, log_path, log)
 
 
 @dataclass
@@ -143,25 +176,4 @@ class JobProcess:
             self._log = None
 
 
-def start_job(
-    settings: Settings, job: str, options: RunOptions, log_path: Path | None = None
-) -> JobProcess:
-    cmd = job_command(settings, job, options)
-    env = job_env(settings)
-    if log_path is None:
-        log_path = settings.stack.state_dir / "flink" / "log" / f"{job}-{int(time.time())}.out"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab")  # noqa: SIM115 (closed by JobProcess)
-    process = subprocess.Popen(
-        cmd,
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return JobProcess(job, process, log_path, log)
-
-
-__all__ = ["JOBS", "JobProcess", "job_command", "job_env", "resolve_restore", "start_job"]
+__all__ = ["JOBS", "JobProcess", "Launcher"]

@@ -18,14 +18,14 @@ from learnstream.stack import Stack
 
 def load_clickhouse(settings: Settings, echo: Callable[[str], None]) -> None:
     """Migrate, run the sink until the topics are drained, and ask one analyst question."""
+    from learnstream.wiring import clickhouse_sink
     from sinks.clickhouse.client import connect
     from sinks.clickhouse.migrate import migrate
     from sinks.clickhouse.queries import ready_query
-    from sinks.clickhouse.sink import ClickHouseSink
 
     client = connect(settings.clickhouse.dsn)
     migrate(client, settings.clickhouse.raw_ttl_days, settings.clickhouse.dlq_ttl_days)
-    sink = ClickHouseSink(settings, lambda: connect(settings.clickhouse.dsn))
+    sink = clickhouse_sink(settings)
     stats = sink.run(idle_exit_s=2.0)
     echo(
         f"clickhouse sink: {sum(stats.rows.values())} rows in {stats.batches} batches "
@@ -41,11 +41,12 @@ def run_flink_jobs(settings: Settings, echo: Callable[[str], None]) -> None:
     """Both Flink jobs over what has arrived since their last run (their own consumer groups),
     on the mini-cluster, each to the end of its input."""
     from jobs.flink.runtime import RunOptions
-    from jobs.launch import start_job
+    from learnstream.wiring import launcher
     from streams.kafka import read_to_end
 
+    launch = launcher(settings)
     for job in ("qos", "completion"):
-        process = start_job(settings, job, RunOptions(bounded=True))
+        process = launch.start(job, RunOptions(bounded=True))
         try:
             code = process.wait(600)
         finally:
@@ -61,9 +62,9 @@ def run_flink_jobs(settings: Settings, echo: Callable[[str], None]) -> None:
 
 
 def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> None:
+    from learnstream.stack.collector import CollectorStartError, start_collector
     from streams import dlq
-    from streams.collector import generate_key
-    from streams.collector.process import CollectorStartError, start_collector
+    from streams.collector.auth import generate_key
     from streams.simulate_send import run_simulation
     from streams.simulator import sim_config_from_args
 
@@ -85,7 +86,14 @@ def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> 
         cfg = sim_config_from_args(
             learners=30, courses=4, rate=0, duration=600, seed=42, bad_fraction=0.05, deadline_s=300
         )
-        report = run_simulation(settings, cfg, "http", key, progress=sys.stdout.isatty())
+        report = run_simulation(
+            cfg,
+            "http",
+            settings.kafka.bootstrap_servers,
+            collector_url=settings.collector.url,
+            api_key=key,
+            progress=sys.stdout.isatty(),
+        )
         echo(report.render())
         if report.problems():
             raise LearnstreamError("demo: " + "; ".join(report.problems()))

@@ -1,12 +1,18 @@
-"""Named errors of the CLI, settings and local stack. Each message says what to do next."""
+"""Named errors of the CLI and the local stack. Each message says what to do next.
+
+The base class and the "cannot reach" errors live on the ground floor (``schemas.errors``) so
+that every part can raise them; they are re-exported here for the CLI.
+"""
 
 from __future__ import annotations
 
-
-class LearnstreamError(Exception):
-    """Base of learnstream's own errors; the CLI prints the message and exits non-zero."""
-
-    exit_code = 1
+from schemas.errors import (
+    ChainUnreachable,
+    ClickHouseUnreachable,
+    KafkaUnreachable,
+    LearnstreamError,
+    Unreachable,
+)
 
 
 class StackError(LearnstreamError):
@@ -35,3 +41,17 @@ class ServiceStartError(StackError):
     """A service started but did not become healthy; the message carries its log's tail."""
 
     exit_code = 6
+
+
+__all__ = [
+    "ChainUnreachable",
+    "ClickHouseUnreachable",
+    "JavaNotFoundError",
+    "KafkaUnreachable",
+    "LearnstreamError",
+    "MissingArtifactError",
+    "PortInUseError",
+    "ServiceStartError",
+    "StackError",
+    "Unreachable",
+]

@@ -5,17 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
+from streams.kafka import admin_client
 from streams.topics import TopicSpec
 
 
 class TopicCreationError(RuntimeError):
     """The broker refused to create a topic."""
-
-
-def admin_client(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers})
 
 
 def ensure_topics(

@@ -15,14 +15,13 @@ from datetime import datetime
 from urllib.parse import parse_qsl
 
 import orjson
-from confluent_kafka import Producer
 from pydantic import ValidationError
 
-from learnstream.settings import Settings
 from schemas import to_wire
 from schemas.dlq import DeadLetter, ReplayMarker
+from streams.collector.settings import CollectorSettings
 from streams.intake import Accepted, Intake, Rejected, describe
-from streams.kafka import PRODUCER_DEFAULTS, read_to_end
+from streams.kafka import make_producer, read_to_end
 from streams.topics import LEARNER_DLQ
 
 REPLAY_TRANSACTIONAL_ID = "learnstream-dlq-replay"
@@ -95,9 +94,9 @@ class ReplayResult:
 class Replayer:
     """Re-validates dead letters and writes what now passes, transactionally."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.intake = Intake(settings.collector)
+    def __init__(self, bootstrap_servers: str, collector: CollectorSettings) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.intake = Intake(collector)
 
     def check(self, letter: DeadLetter) -> list[Accepted | Rejected]:
         raw = letter.raw.encode()
@@ -181,14 +180,13 @@ class Replayer:
         return results
 
     def _write(self, writes: list[tuple[Letter, list[Accepted]]]) -> None:
-        producer = Producer(
-            {
-                "bootstrap.servers": self.settings.kafka.bootstrap_servers,
-                **PRODUCER_DEFAULTS,
+        producer = make_producer(
+            self.bootstrap_servers,
+            **{
                 "transactional.id": REPLAY_TRANSACTIONAL_ID,
                 # >= delivery.timeout.ms (librdkafka) and <= the broker's 15-minute maximum
                 "transaction.timeout.ms": 300_000,
-            }
+            },
         )
         producer.init_transactions(30)
         producer.begin_transaction()

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from learnstream.settings import CollectorSettings
 from schemas import EVENT_ADAPTER, EVENT_TYPES, Event, format_utc
 from schemas.dlq import DeadLetter, Reason
+from streams.collector.settings import CollectorSettings
 from streams.topics import TOPIC_FOR_TYPE
 
 MAX_ERRORS_SHOWN = 8

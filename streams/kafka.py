@@ -10,8 +10,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from schemas.errors import KafkaUnreachable
 
 log = logging.getLogger(__name__)
+_librdkafka = logging.getLogger("streams.kafka.librdkafka")
+
+
+class _LibrdkafkaLog(logging.Logger):
+    """Where librdkafka's own log lines go (instead of stderr): Python logging, one level down.
+
+    librdkafka reports every broker it cannot reach, once a second, as an error, for example
+    "Connect to ipv4#127.0.0.1:9092 failed: Connection refused" after a stack has stopped. The
+    project's own code says plainly what is down; librdkafka's lines are kept for diagnosis at
+    INFO (its errors and warnings) and DEBUG (the rest), so they stay off the console at the
+    default level and appear in a service's log.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        _librdkafka.log(
+            logging.INFO if level >= logging.WARNING else logging.DEBUG, msg, *args, **kwargs
+        )
+
+
+LIBRDKAFKA_LOG = _LibrdkafkaLog("librdkafka")
 
 # Idempotent, acks=all: a record acknowledged by the broker is written once, in order per key.
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -55,15 +78,32 @@ class DeliveryReport:
                 )
 
 
+def client_config(bootstrap_servers: str, **settings: Any) -> dict[str, Any]:
+    """A librdkafka configuration whose log lines go through Python logging."""
+    return {"bootstrap.servers": bootstrap_servers, "logger": LIBRDKAFKA_LOG, **settings}
+
+
 def make_producer(bootstrap_servers: str, **overrides: Any) -> Producer:
-    config = {"bootstrap.servers": bootstrap_servers, **PRODUCER_DEFAULTS, **overrides}
-    return Producer(config)
+    return Producer(client_config(bootstrap_servers, **{**PRODUCER_DEFAULTS, **overrides}))
 
 
 def make_consumer(bootstrap_servers: str, group_id: str, **overrides: Any) -> Consumer:
-    config = {"bootstrap.servers": bootstrap_servers, "group.id": group_id, **CONSUMER_DEFAULTS}
-    config.update(overrides)
-    return Consumer(config)
+    config = {"group.id": group_id, **CONSUMER_DEFAULTS, **overrides}
+    return Consumer(client_config(bootstrap_servers, **config))
+
+
+def admin_client(bootstrap_servers: str, **overrides: Any) -> AdminClient:
+    return AdminClient(client_config(bootstrap_servers, **overrides))
+
+
+def require_kafka(bootstrap_servers: str, timeout: float = 5.0) -> None:
+    """Raise :class:`KafkaUnreachable` unless a broker of ``bootstrap_servers`` answers."""
+    try:
+        metadata = admin_client(bootstrap_servers).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnreachable(bootstrap_servers, "no broker answered") from exc
+    if not metadata.brokers:
+        raise KafkaUnreachable(bootstrap_servers, "no broker answered")
 
 
 def produce_all(

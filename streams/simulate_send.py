@@ -5,7 +5,8 @@ or straight to Kafka, paced by wall-clock, with a progress bar and a report.
 
     cfg = sim_config_from_args(learners=50, courses=5, rate=20, duration=120, seed=1,
                                bad_fraction=0.02)
-    report = run_simulation(get_settings(), cfg, via="http", api_key=key)
+    report = run_simulation(cfg, "http", settings.kafka.bootstrap_servers,
+                            collector_url="http://127.0.0.1:8080", api_key=key)
     print(report.render())
 """
 
@@ -20,9 +21,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from learnstream.errors import LearnstreamError
-from learnstream.settings import Settings
 from schemas import to_wire
+from schemas.errors import LearnstreamError
 from streams.catalog import publish_catalog
 from streams.kafka import DeliveryReport, make_producer
 from streams.simulator import BAD_KINDS, BadPayload, SimConfig, SimEvent, Simulation
@@ -321,17 +321,14 @@ def send_http(
     flush()
 
 
-def collector_url(settings: Settings) -> str:
-    return f"http://{settings.collector.host}:{settings.collector.port}"
-
-
 def run_simulation(
-    settings: Settings,
     cfg: SimConfig,
     via: str,
-    api_key: str | None,
-    progress: bool = True,
+    bootstrap_servers: str,
     *,
+    collector_url: str | None = None,
+    api_key: str | None = None,
+    progress: bool = True,
     producer: ProducerLike | None = None,
     transport: httpx.BaseTransport | None = None,
     pacer: Pacer | None = None,
@@ -345,6 +342,8 @@ def run_simulation(
             "written straight to Kafka they would bypass it. Use --via http with --bad-fraction, "
             "or --bad-fraction 0 with --via kafka"
         )
+    if via == "http" and not collector_url:
+        raise ValueError("--via http needs the collector's address")
     if via == "http" and not api_key:
         raise ValueError(
             "--via http needs the collector's API key: make one with "
@@ -360,13 +359,13 @@ def run_simulation(
         learners=sim.learner_outcomes(),
         bad_by_kind=dict.fromkeys(BAD_KINDS, 0) if cfg.bad_fraction else {},
     )
-    producer = producer or make_producer(settings.kafka.bootstrap_servers)
+    producer = producer or make_producer(bootstrap_servers)
     try:
         report.catalog = publish_catalog(producer, sim.catalog)  # type: ignore[arg-type]
     except Exception as exc:  # DeliveryError, KafkaException: name the fix
         raise SimulationError(
             f"could not publish the catalogue to {COURSE_CATALOG.name} at "
-            f"{settings.kafka.bootstrap_servers}: {exc}; is Kafka up (`learnstream stack up`)?"
+            f"{bootstrap_servers}: {exc}; is Kafka up (`learnstream stack up`)?"
         ) from exc
     pacer = pacer or Pacer()
     started = time.monotonic()
@@ -376,7 +375,7 @@ def run_simulation(
         else:
             headers = {"X-API-Key": api_key or ""}
             with httpx.Client(
-                base_url=collector_url(settings), headers=headers, timeout=30.0, transport=transport
+                base_url=collector_url or "", headers=headers, timeout=30.0, transport=transport
             ) as client:
                 send_http(sim, HttpSender(client, report), pacer, advance)
     report.elapsed_s = time.monotonic() - started
@@ -420,6 +419,6 @@ class _progress_bar:
 
 
 __all__ = [
-    "HttpSender", "Pacer", "SimReport", "SimulationError", "collector_url",
+    "HttpSender", "Pacer", "SimReport", "SimulationError",
     "run_simulation", "send_http", "send_kafka", "timestamp_ms",
 ]  # fmt: skip

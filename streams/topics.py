@@ -1,11 +1,45 @@
-"""The topic catalogue of DESIGN.md, in code, and the admin call that creates it."""
+"""The topic catalogue: every topic, what it carries (its model), and how it is created.
+
+Adding an event type takes its model in ``schemas/``, one line here and, to store it, one entry
+in the ClickHouse table registry (``sinks/clickhouse/tables.py``) with its migration.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
 
-from learnstream.settings import TopicSettings
+from pydantic import BaseModel, Field
+
+from schemas import Course, DeadLetter
+from schemas.derived import PipelineMetrics, Qos1m, RecoReport
+from schemas.events import (
+    CourseViewed,
+    Enrollment,
+    LiveQos,
+    PlaybackQos,
+    QuizResult,
+    VideoPlayback,
+)
+from schemas.settings import SECTION
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+class TopicSettings(BaseModel):
+    """Defaults for the topic catalogue; per-topic overrides by name."""
+
+    model_config = SECTION
+
+    partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    retention_ms: int = Field(7 * DAY_MS, ge=-1, description="-1 keeps records forever.")
+    dlq_retention_ms: int = Field(7 * DAY_MS, ge=-1)
+    derived_retention_ms: int = Field(7 * DAY_MS, ge=-1)
+    overrides: dict[str, dict[str, int | str]] = Field(
+        default_factory=dict,
+        description='JSON, e.g. {"learner.qos": {"partitions": 12, "retention.ms": 86400000}}',
+    )
 
 
 class Kind(Enum):
@@ -17,31 +51,48 @@ class Kind(Enum):
 
 @dataclass(frozen=True)
 class Topic:
+    """A topic of the catalogue. ``model`` is the pydantic model of its records (None where a
+    later issue defines it); an events topic carries exactly one event type."""
+
     name: str
     kind: Kind
     carries: str
+    model: type[BaseModel] | None = None
     configs: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def event_type(self) -> str | None:
+        """The ``type`` of the events on an events topic."""
+        if self.kind is not Kind.EVENTS or self.model is None:
+            return None
+        default = self.model.model_fields["type"].default
+        return str(default)
 
-LEARNER_VIEWS = Topic("learner.views", Kind.EVENTS, "course_viewed")
-LEARNER_PLAYBACK = Topic("learner.playback", Kind.EVENTS, "video_playback")
-LEARNER_QOS = Topic("learner.qos", Kind.EVENTS, "playback_qos")
-LEARNER_QUIZ = Topic("learner.quiz", Kind.EVENTS, "quiz_result")
-LEARNER_ENROLLMENTS = Topic("learner.enrollments", Kind.EVENTS, "enrollment")
-LIVE_QOS = Topic("live.qos", Kind.EVENTS, "live_qos (source = server | browser)")
+
+COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+
+LEARNER_VIEWS = Topic("learner.views", Kind.EVENTS, "course_viewed", CourseViewed)
+LEARNER_PLAYBACK = Topic("learner.playback", Kind.EVENTS, "video_playback", VideoPlayback)
+LEARNER_QOS = Topic("learner.qos", Kind.EVENTS, "playback_qos", PlaybackQos)
+LEARNER_QUIZ = Topic("learner.quiz", Kind.EVENTS, "quiz_result", QuizResult)
+LEARNER_ENROLLMENTS = Topic("learner.enrollments", Kind.EVENTS, "enrollment", Enrollment)
+LIVE_QOS = Topic("live.qos", Kind.EVENTS, "live_qos (source = server | browser)", LiveQos)
 COURSE_CATALOG = Topic(
     "course.catalog",
     Kind.CATALOG,
     "courses: title, category, level, creator payout address, price, payout policy, videos",
-    {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"},
+    Course,
+    COMPACTED,
 )
-LEARNER_DLQ = Topic("learner.dlq", Kind.DLQ, "invalid input with its reason")
-QOS_AGG_1M = Topic("qos.agg.1m", Kind.DERIVED, "Flink QoS 1-minute windows")
+LEARNER_DLQ = Topic("learner.dlq", Kind.DLQ, "invalid input with its reason", DeadLetter)
+QOS_AGG_1M = Topic("qos.agg.1m", Kind.DERIVED, "Flink QoS 1-minute windows", Qos1m)
 COMPLETION_SCORES = Topic("completion.scores", Kind.DERIVED, "completion score per enrollment")
 COURSE_COMPLETED = Topic("course.completed", Kind.DERIVED, "completions, keyed per enrollment")
-RECO_METRICS = Topic("reco.metrics", Kind.DERIVED, "progressive-validation metrics")
+RECO_METRICS = Topic("reco.metrics", Kind.DERIVED, "progressive-validation metrics", RecoReport)
 SETTLEMENT_RECEIPTS = Topic("settlement.receipts", Kind.DERIVED, "settlement transactions")
-PIPELINE_METRICS = Topic("pipeline.metrics", Kind.DERIVED, "throughput and lag, every 10 s")
+PIPELINE_METRICS = Topic(
+    "pipeline.metrics", Kind.DERIVED, "throughput and lag, every 10 s", PipelineMetrics
+)
 
 CATALOGUE: tuple[Topic, ...] = (
     LEARNER_VIEWS,
@@ -61,6 +112,11 @@ CATALOGUE: tuple[Topic, ...] = (
 )
 
 BY_NAME: dict[str, Topic] = {t.name: t for t in CATALOGUE}
+
+# Where each event type goes. Every record from a client is keyed by learner_id.
+TOPIC_FOR_TYPE: dict[str, str] = {
+    t.event_type: t.name for t in CATALOGUE if t.event_type is not None
+}
 
 
 @dataclass(frozen=True)
@@ -97,14 +153,3 @@ def specs(settings: TopicSettings) -> list[TopicSpec]:
         configs.update(override)
         out.append(TopicSpec(topic.name, partitions, replication, configs))
     return out
-
-
-# Where each event type goes. Every record from a client is keyed by learner_id.
-TOPIC_FOR_TYPE: dict[str, str] = {
-    "course_viewed": LEARNER_VIEWS.name,
-    "video_playback": LEARNER_PLAYBACK.name,
-    "playback_qos": LEARNER_QOS.name,
-    "quiz_result": LEARNER_QUIZ.name,
-    "enrollment": LEARNER_ENROLLMENTS.name,
-    "live_qos": LIVE_QOS.name,
-}

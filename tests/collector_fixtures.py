@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from learnstream.stack import Stack
+from learnstream.stack.collector import start_collector as start_process
 from learnstream.stack.procs import free_port
 from schemas import format_utc
-from streams.collector.process import start_collector as start_process
 from streams.kafka import ReadRecord, read_to_end
 from tests.conftest import ROOT
 

@@ -16,32 +16,16 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from learnstream.settings import (
-    ChainSettings,
-    ClickHouseSettings,
-    KafkaSettings,
-    Settings,
-    StackSettings,
-)
+from learnstream.settings import Settings
 from learnstream.stack import Stack
-from learnstream.stack.procs import free_port
+from learnstream.stack.testing import throwaway_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def stack_settings(state_dir: Path, services: list[str] | None = None) -> Settings:
     """Settings for a stack on free ports under ``state_dir`` (never the user's .env)."""
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        kafka=KafkaSettings(port=free_port(), controller_port=free_port()),
-        clickhouse=ClickHouseSettings(port=free_port()),
-        chain=ChainSettings(port=free_port(), state_interval_s=1),
-        stack=StackSettings(
-            state_dir=state_dir,
-            services=services or ["kafka", "clickhouse", "anvil"],
-            startup_timeout_s=120,
-        ),
-    )
+    return throwaway_settings(state_dir, services)
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from jobs.flink.runtime import RunOptions
-from jobs.launch import JobProcess, start_job
+from jobs.launch import JobProcess
 from learnstream.settings import FlinkSettings, Settings
+from learnstream.wiring import launcher
 from streams.kafka import read_to_end
 
 JOB_TIMEOUT_S = 300
@@ -28,7 +29,7 @@ def job_settings(base: Settings, state_dir: Path, **flink: Any) -> Settings:
 def run_to_end(settings: Settings, job: str, **options: Any) -> JobProcess:
     """Run ``job`` bounded (to the offsets that are the latest now) and wait until it is done
     and its output committed."""
-    process = start_job(settings, job, RunOptions(bounded=True, **options))
+    process = launcher(settings).start(job, RunOptions(bounded=True, **options))
     try:
         code = process.wait(JOB_TIMEOUT_S)
     finally:

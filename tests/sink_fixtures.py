@@ -10,14 +10,15 @@ from dataclasses import dataclass
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from learnstream.settings import ClickHouseSettings, KafkaSettings, Settings, SinkSettings
+from learnstream.settings import ClickHouseSettings, SinkSettings
 from learnstream.stack import Stack
+from learnstream.stack.testing import throwaway_stack
 from schemas import parse_event
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrate import migrate
-from sinks.clickhouse.rows import TABLE_FOR_TOPIC
+from sinks.clickhouse.sink import ClickHouseSink
+from sinks.clickhouse.tables import TABLE_FOR_TOPIC
 from streams.kafka import read_to_end
-from tests.conftest import stack_settings
 
 EVENT_TABLES = {
     t: table
@@ -42,7 +43,11 @@ class SinkEnv:
         migrate(client)
         return name, client
 
-    def settings(self, database: str, **sink: object) -> Settings:
+    def sink(
+        self, database: str, topics: list[str] | None = None, **sink: object
+    ) -> ClickHouseSink:
+        """A ClickHouse sink writing into ``database`` (``topics``, default all), in a fresh
+        consumer group unless ``group_id`` says otherwise, with small fast batches."""
         options = {
             "group_id": f"sink-test-{uuid.uuid4().hex[:8]}",
             "batch_max_rows": 2000,
@@ -50,11 +55,12 @@ class SinkEnv:
             "metrics_interval_s": 1.0,
             **sink,
         }
-        return Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            kafka=KafkaSettings(bootstrap_servers=self.bootstrap),
-            clickhouse=ClickHouseSettings(dsn=f"{self.server_dsn}/{database}"),
-            sink=SinkSettings(**options),  # type: ignore[arg-type]
+        return ClickHouseSink(
+            self.bootstrap,
+            SinkSettings(**options),  # type: ignore[arg-type]
+            ClickHouseSettings(dsn=f"{self.server_dsn}/{database}"),
+            self.factory(database),
+            topics=topics,
         )
 
     def factory(self, database: str) -> Callable[[], Client]:
@@ -64,13 +70,10 @@ class SinkEnv:
 @pytest.fixture(scope="module")
 def sink_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SinkEnv]:
     """Kafka and ClickHouse of this module's own, so that its topics hold only its records."""
-    settings = stack_settings(tmp_path_factory.mktemp("sinkstack"), ["kafka", "clickhouse"])
-    stack = Stack(settings)
-    stack.up()
-    try:
+    folder = tmp_path_factory.mktemp("sinkstack")
+    with throwaway_stack(folder, ["kafka", "clickhouse"]) as stack:
+        settings = stack.settings
         yield SinkEnv(stack, settings.kafka.bootstrap_servers, settings.clickhouse.dsn)
-    finally:
-        stack.down()
 
 
 def event_ids_in_kafka(bootstrap: str) -> dict[str, set[str]]:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from learnstream.bench import sink as sink_bench
-from learnstream.bench.sink_arrow import arrow_type
+from bench import sink as sink_bench
+from bench.sink_arrow import arrow_type
 
 
 @pytest.mark.slow

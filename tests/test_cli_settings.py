@@ -7,7 +7,8 @@ import typer
 from typer.testing import CliRunner
 
 from learnstream.cli import app
-from learnstream.settings import ROOT_ENV_EXAMPLE, Settings, env_example, env_var_names
+from learnstream.settings import Settings, env_example, env_var_names
+from tests.conftest import ROOT
 
 runner = CliRunner()
 
@@ -86,7 +87,7 @@ def test_settings_command_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_env_example_lists_every_variable_and_is_current() -> None:
-    text = ROOT_ENV_EXAMPLE.read_text()
+    text = (ROOT / ".env.example").read_text()
     assert text == env_example(), "stale: run `learnstream settings --env-example > .env.example`"
     listed = {line[2:].split("=")[0] for line in text.splitlines() if line.startswith("# LEARN")}
     assert listed == set(env_var_names())

@@ -196,7 +196,7 @@ def test_clickhouse_ping_needs_no_auth_and_a_wrong_password_gets_401(tmp_path: P
         [
             sys.executable,
             "-m",
-            "learnstream.chserver",
+            "learnstream.stack.chserver",
             "--data-dir",
             str(tmp_path / "ch"),
             "--port",

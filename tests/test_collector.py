@@ -208,8 +208,8 @@ def test_collector_answers_503_when_kafka_cannot_confirm(tmp_path: Path) -> None
 def test_collector_dead_letter_replayed_after_the_fix_arrives_exactly_once(
     collector: Collector, stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from learnstream.settings import CollectorSettings
     from streams import dlq
+    from streams.collector.settings import CollectorSettings
 
     old = example("course_viewed", occurred_at=format_utc(datetime.now(UTC) - timedelta(days=40)))
     reply = collector.post("/v1/events", old)
@@ -217,13 +217,11 @@ def test_collector_dead_letter_replayed_after_the_fix_arrives_exactly_once(
     assert "more than 30 days before" in reply.json()["results"][0]["detail"]
 
     def replay(max_past_days: float) -> dlq.ReplayResult:
-        settings = stack.settings.model_copy(
-            update={"collector": CollectorSettings(max_past_days=max_past_days)}
-        )
+        settings = CollectorSettings(max_past_days=max_past_days)
         contents = dlq.read_all(collector.bootstrap)
         chosen = [x for x in contents.letters if x.record.event_id == old["event_id"]]
         assert len(chosen) == 1
-        [result] = dlq.Replayer(settings).replay(chosen, contents)
+        [result] = dlq.Replayer(collector.bootstrap, settings).replay(chosen, contents)
         return result
 
     assert replay(30).outcome == "still_rejected"

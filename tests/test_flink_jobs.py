@@ -19,12 +19,11 @@ import pandas as pd
 import pytest
 
 from jobs.completion import iso_to_ms, ms_to_iso
-from jobs.flink.runtime import RunOptions, checkpoint_dir, latest_checkpoint
-from jobs.launch import start_job
+from jobs.flink.runtime import RunOptions, latest_checkpoint
 from learnstream.settings import Settings
+from learnstream.wiring import launcher
 from schemas import to_wire
 from schemas.events import PlaybackQos
-from sinks.clickhouse.sink import ClickHouseSink
 from streams.catalog import publish_catalog
 from streams.kafka import ReadRecord, make_producer, produce_all, read_to_end
 from streams.simulate_send import run_simulation
@@ -56,7 +55,7 @@ def simulate(settings: Settings, learners: int, seed: int, hours_ago: float) -> 
         learners=learners, courses=3, rate=0, duration_s=900, seed=seed,
         run_id=uuid.uuid4().hex[:8], start=datetime.now(UTC) - timedelta(hours=hours_ago),
     )  # fmt: skip
-    report = run_simulation(settings, cfg, "kafka", None, progress=False)
+    report = run_simulation(cfg, "kafka", settings.kafka.bootstrap_servers, progress=False)
     assert report.failed == 0 and report.accepted > 0
     return Simulation(cfg)  # deterministic: the same journeys the run sent
 
@@ -219,11 +218,7 @@ def test_qos_job_equals_pandas_and_clickhouse(
 
     # The same definitions in SQL over the raw rows, after the sink.
     database, client = sink_env.database()
-    ClickHouseSink(
-        sink_env.settings(database),
-        sink_env.factory(database),
-        topics=["learner.qos", "qos.agg.1m"],
-    ).run(idle_exit_s=2.0)
+    sink_env.sink(database, topics=["learner.qos", "qos.agg.1m"]).run(idle_exit_s=2.0)
     by_sql = client.query_df(
         """
         SELECT toStartOfMinute(occurred_at) AS window_start, course_id, network_type, region,
@@ -331,12 +326,11 @@ def test_completion_restart_from_checkpoint_emits_no_second_completion(
         return found
 
     produce_events(bootstrap, first_half)
-    job = start_job(settings, "completion", RunOptions(start="earliest", **options))
+    launch = launcher(settings)
+    job = launch.start("completion", RunOptions(start="earliest", **options))
     try:
         deadline = time.monotonic() + 180
-        while (
-            not completions() or latest_checkpoint(checkpoint_dir(settings, "completion")) is None
-        ):
+        while not completions() or latest_checkpoint(launch.checkpoints("completion")) is None:
             assert job.running(), job.log_tail(60)
             assert time.monotonic() < deadline, "no completion committed within 180 s"
             time.sleep(1)
@@ -347,12 +341,12 @@ def test_completion_restart_from_checkpoint_emits_no_second_completion(
     before = completions()
     assert before and all(n == 1 for n in before.values())
 
-    checkpoint = latest_checkpoint(checkpoint_dir(settings, "completion"))
+    checkpoint = latest_checkpoint(launch.checkpoints("completion"))
     assert checkpoint is not None
     produce_events(bootstrap, second_half[len(second_half) // 2 :] + first_half + second_half)
     # Restored splits keep the first run's (unbounded) stopping offsets, so this run is stopped
     # by the test once every completion is in, and two more checkpoints have passed.
-    job = start_job(settings, "completion", RunOptions(restore=str(checkpoint), **options))
+    job = launch.start("completion", RunOptions(restore=str(checkpoint), **options))
     try:
         deadline = time.monotonic() + 180
         while set(completions()) != {c.enrollment_id for c in cases}:

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from learnstream.settings import CollectorSettings, KafkaSettings, Settings
 from schemas import parse_event
 from streams.kafka import read_to_end
 from streams.simulate_send import run_simulation
@@ -23,22 +22,20 @@ pytestmark = [pytest.mark.slow]
 EVENT_TOPICS = sorted(set(TOPIC_FOR_TYPE.values()))
 
 
-def settings_for(collector: Collector) -> Settings:
-    port = int(collector.url.rsplit(":", 1)[1])
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        kafka=KafkaSettings(bootstrap_servers=collector.bootstrap),
-        collector=CollectorSettings(port=port),
-    )
-
-
 def test_simulated_run_via_http_accepted_equals_records_with_no_loss_or_duplicates(
     collector: Collector,
 ) -> None:
     cfg = sim_config_from_args(
         learners=40, courses=4, rate=0, duration=600, seed=11, bad_fraction=0.05, deadline_s=300
     )
-    report = run_simulation(settings_for(collector), cfg, "http", SERVER_KEY, progress=False)
+    report = run_simulation(
+        cfg,
+        "http",
+        collector.bootstrap,
+        collector_url=collector.url,
+        api_key=SERVER_KEY,
+        progress=False,
+    )
     assert report.problems() == []
     assert report.accepted == len(report.event_ids) == sum(report.sent_by_type.values())
     assert report.accepted > 500
@@ -87,7 +84,14 @@ def test_simulated_bad_payloads_each_leave_one_dead_letter_of_their_kind(
         run_id="bad-run-" + os.urandom(4).hex(),
     )
     before = collections.Counter(d["reason"] for d in dead_letters(collector.bootstrap))
-    report = run_simulation(settings_for(collector), cfg, "http", SERVER_KEY, progress=False)
+    report = run_simulation(
+        cfg,
+        "http",
+        collector.bootstrap,
+        collector_url=collector.url,
+        api_key=SERVER_KEY,
+        progress=False,
+    )
     after = collections.Counter(d["reason"] for d in dead_letters(collector.bootstrap))
     assert after - before == collections.Counter(report.bad_by_kind)
     assert set(report.bad_by_kind) == {"malformed_json", "unknown_type", "invalid"}

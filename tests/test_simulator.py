@@ -14,7 +14,6 @@ import pytest
 from eth_utils import to_checksum_address
 from pydantic import ValidationError
 
-from learnstream.settings import Settings
 from schemas import EVENT_TYPES, Course, PlaybackQos, parse_event, to_wire
 from streams.simulate_send import HttpSender, Pacer, SimReport, run_simulation, send_http
 from streams.simulator import (
@@ -443,11 +442,12 @@ def test_simulator_run_simulation_via_http_publishes_the_catalogue_first() -> No
     producer = FakeProducer()
     handle, _ = fake_collector()
     report = run_simulation(
-        Settings(_env_file=None),
         cfg,
         "http",
-        "secret",
-        progress=False,  # type: ignore[call-arg]
+        "127.0.0.1:9",
+        collector_url="http://collector.test",
+        api_key="secret",
+        progress=False,
         producer=producer,
         transport=httpx.MockTransport(handle),
         pacer=ALWAYS_DUE,
@@ -465,11 +465,10 @@ def test_simulator_run_simulation_via_kafka_keys_by_learner_with_occurred_at_tim
     cfg = config(learners=8, courses=3)
     producer = FakeProducer()
     report = run_simulation(
-        Settings(_env_file=None),
         cfg,
         "kafka",
-        None,
-        progress=False,  # type: ignore[call-arg]
+        "127.0.0.1:9",
+        progress=False,
         producer=producer,
         pacer=ALWAYS_DUE,
     )
@@ -482,10 +481,9 @@ def test_simulator_run_simulation_via_kafka_keys_by_learner_with_occurred_at_tim
         assert timestamp == int(event.occurred_at.timestamp() * 1000 + 0.5)
     with pytest.raises(ValueError, match="via http"):
         run_simulation(
-            Settings(_env_file=None),
             config(bad_fraction=0.1),
             "kafka",
-            None,  # type: ignore[call-arg]
+            "127.0.0.1:9",
             progress=False,
             producer=producer,
         )

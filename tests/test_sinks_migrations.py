@@ -46,7 +46,12 @@ TOPIC_FOR_EXAMPLE = {
     "course": "course.catalog",
 }
 RAW_TABLES = ["views", "playback", "playback_qos", "quiz_results", "enrollments", "live_qos"]
-MIGRATIONS = ["0001_raw_tables", "0002_materialized_views", "0003_qos_1m_nullable_quantiles"]
+MIGRATIONS = [
+    "0001_raw_tables",
+    "0002_materialized_views",
+    "0003_qos_1m_nullable_quantiles",
+    "0004_metrics_contract_and_dedup_index",
+]
 
 
 # --- helpers (test_analytics_queries imports them) ------------------------------------------
@@ -354,9 +359,13 @@ def test_sinks_clickhouse_derived_and_dlq_records_insert(migrated: Client) -> No
         "service": "sink-clickhouse",
         "instance": "host-1",
         "at": format_utc(now),
+        "group": "learnstream-sink-clickhouse",
         "interval_s": 10,
-        "totals": {"rows": 1000},
-        "per_s": {"rows": 100.0},
+        "in_per_s": 100.0,
+        "out_per_s": 99.0,
+        "lag": 7,
+        "lag_by_partition": {"learner.views/0": 7},
+        "extra": {"per_s": {"rows": 100.0}},
     }
     insert_records(migrated, "pipeline.metrics", [metrics])
 
@@ -364,12 +373,17 @@ def test_sinks_clickhouse_derived_and_dlq_records_insert(migrated: Client) -> No
     raw, reason = migrated.query("SELECT raw, reason FROM dlq").first_row
     assert raw == letter["raw"] and reason == "invalid"  # the dlq keeps the payload verbatim
     payload = migrated.query(
-        "SELECT JSONExtractFloat(payload, 'per_s', 'rows') FROM pipeline_metrics"
+        "SELECT JSONExtractFloat(payload, 'extra', 'per_s', 'rows') FROM pipeline_metrics"
     ).first_row
     assert payload == (100.0,)
+    columns = migrated.query(
+        "SELECT consumer_group, in_per_s, out_per_s, lag FROM pipeline_metrics"
+    ).first_row
+    assert columns == ("learnstream-sink-clickhouse", 100.0, 99.0, 7)
 
     reco = {"service": "reco", "instance": "host-1-7", "at": format_utc(now), "interval_s": 10,
-            "updates": 5, "models": {"biased_mf": {"mae": 0.75, "recall_at_10": 0.3}}}  # fmt: skip
+            "updates": 5, "updates_per_s": 0.5, "courses": 4,
+            "models": {"biased_mf": {"mae": 0.75, "recall_at_10": 0.3}}}  # fmt: skip
     insert_records(migrated, "reco.metrics", [reco])
     mae = migrated.query(
         "SELECT JSONExtractFloat(payload, 'models', 'biased_mf', 'mae') FROM pipeline_metrics "

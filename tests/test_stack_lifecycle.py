@@ -223,7 +223,7 @@ def test_missing_java_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     settings = stack_settings(tmp_path, ["kafka"])
     settings.stack = StackSettings(state_dir=tmp_path, services=["kafka"], java_home=None)
     with pytest.raises(JavaNotFoundError, match=r"Java 17 or newer.*apt-get install"):
-        find_java(settings)
+        find_java(settings.stack.java_home)
     with pytest.raises(JavaNotFoundError):
         Stack(settings).up()
     assert our_processes(tmp_path) == []

@@ -29,7 +29,7 @@ from jobs.flink.runtime import (
     parse_args,
     with_clause,
 )
-from learnstream.settings import Settings
+from jobs.flink.settings import JobSettings
 from streams.topics import (
     COMPLETION_SCORES,
     COURSE_CATALOG,
@@ -87,7 +87,7 @@ def read_catalogue(bootstrap: str) -> dict[str, bytes]:
     return out
 
 
-def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-def]
+def build(settings: JobSettings, options: RunOptions):  # type: ignore[no-untyped-def]
     from pyflink.common import Row, Time, Types
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.datastream.functions import KeyedBroadcastProcessFunction
@@ -243,7 +243,7 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_args(JOB, argv)
-    _, statements = build(Settings(), options)
+    _, statements = build(JobSettings(), options)
     statements.execute().wait()
 
 

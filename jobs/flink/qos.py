@@ -30,7 +30,7 @@ from jobs.flink.runtime import (
     parse_args,
     with_clause,
 )
-from learnstream.settings import Settings
+from jobs.flink.settings import JobSettings
 from streams.topics import LEARNER_QOS, QOS_AGG_1M
 
 JOB = "qos"
@@ -38,7 +38,7 @@ GROUP_ID = "learnstream-flink-qos"
 TRANSACTIONAL_ID_PREFIX = "learnstream-flink-qos"
 
 
-def source_ddl(settings: Settings, options: RunOptions) -> str:
+def source_ddl(settings: JobSettings, options: RunOptions) -> str:
     props = kafka_source_options(settings, [LEARNER_QOS.name], GROUP_ID, options)
     props |= {
         "format": "json",
@@ -69,7 +69,7 @@ CREATE TEMPORARY TABLE qos_events (
 )"""
 
 
-def sink_ddl(settings: Settings, options: RunOptions) -> str:
+def sink_ddl(settings: JobSettings, options: RunOptions) -> str:
     prefix = options.transactional_id_prefix or TRANSACTIONAL_ID_PREFIX
     props = kafka_sink_options(settings, QOS_AGG_1M.name, prefix, options)
     props |= {
@@ -188,7 +188,7 @@ FROM (
 """
 
 
-def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-def]
+def build(settings: JobSettings, options: RunOptions):  # type: ignore[no-untyped-def]
     """The job's table environment with its tables and views, and the INSERT to run."""
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
@@ -213,7 +213,7 @@ def build(settings: Settings, options: RunOptions):  # type: ignore[no-untyped-d
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_args(JOB, argv)
-    env, insert = build(Settings(), options)
+    env, insert = build(JobSettings(), options)
     result = env.execute_sql(insert)
     result.wait()
 

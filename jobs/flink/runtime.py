@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from learnstream.settings import Settings
+from jobs.flink.settings import JobSettings
 
 if TYPE_CHECKING:  # pyflink is imported lazily: the app environment imports this module's helpers
     from pyflink.common import Configuration
@@ -48,16 +48,18 @@ class RunOptions:
     restore: str | None = None
     group_id: str | None = None
     transactional_id_prefix: str | None = None
+    connector_jar: str | None = None  # None: $FLINK_HOME/lib has it (a cluster)
 
     def __post_init__(self) -> None:
         if self.start not in STARTS:
             raise JobConfigError(f"start must be one of {', '.join(STARTS)}, not {self.start!r}")
 
 
-def connector_jar(settings: Settings) -> Path | None:
-    """The fat flink-sql-connector-kafka jar that ``make setup`` fetched, or None on a Flink
-    cluster whose ``$FLINK_HOME/lib`` has it (deploy/flink/Dockerfile puts it there)."""
-    folder = settings.stack.jars_dir / "flink"
+def connector_jar(jars_dir: Path) -> Path | None:
+    """The fat flink-sql-connector-kafka jar that ``make setup`` fetched into
+    ``jars_dir/flink``, or None on a Flink cluster whose ``$FLINK_HOME/lib`` has it
+    (deploy/flink/Dockerfile puts it there)."""
+    folder = jars_dir / "flink"
     jars = sorted(folder.glob(CONNECTOR_GLOB))
     flink_home = os.environ.get("FLINK_HOME")
     if not jars and flink_home and any((Path(flink_home) / "lib").glob(CONNECTOR_GLOB)):
@@ -69,11 +71,6 @@ def connector_jar(settings: Settings) -> Path | None:
     return jars[-1]
 
 
-def checkpoint_dir(settings: Settings, job: str) -> Path:
-    base = settings.flink.checkpoint_dir or settings.stack.state_dir / "flink" / "checkpoints"
-    return base / job
-
-
 def latest_checkpoint(folder: Path) -> Path | None:
     """The newest completed checkpoint under ``folder`` (``<job-id>/chk-N`` with a _metadata)."""
     done = [p.parent for p in folder.glob("*/chk-*/_metadata")]
@@ -82,15 +79,14 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: (p.stat().st_mtime, int(p.name.split("-")[1])))
 
 
-def flink_configuration(settings: Settings, job: str, options: RunOptions) -> Configuration:
+def flink_configuration(settings: JobSettings, job: str, options: RunOptions) -> Configuration:
     from pyflink.common import Configuration
 
     flink = settings.flink
     conf = Configuration()
     conf.set_string("pipeline.name", f"learnstream-{job}")
-    jar = connector_jar(settings)
-    if jar is not None:
-        conf.set_string("pipeline.jars", jar.resolve().as_uri())
+    if options.connector_jar is not None:
+        conf.set_string("pipeline.jars", Path(options.connector_jar).resolve().as_uri())
     # The Python workers run the Flink environment's interpreter, not whatever `python` is first
     # on PATH ("No module named 'pyflink'" otherwise); thread mode avoids a process round trip
     # per record and per state access.
@@ -102,7 +98,7 @@ def flink_configuration(settings: Settings, job: str, options: RunOptions) -> Co
         "execution.checkpointing.interval", f"{int(flink.checkpoint_interval_s * 1000)} ms"
     )
     conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
-    conf.set_string("execution.checkpointing.dir", checkpoint_dir(settings, job).resolve().as_uri())
+    conf.set_string("execution.checkpointing.dir", flink.checkpoints(job).resolve().as_uri())
     conf.set_string(
         "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
     )
@@ -118,7 +114,7 @@ def flink_configuration(settings: Settings, job: str, options: RunOptions) -> Co
 
 
 def kafka_source_options(
-    settings: Settings, topics: list[str], group_id: str, options: RunOptions
+    settings: JobSettings, topics: list[str], group_id: str, options: RunOptions
 ) -> dict[str, str]:
     """WITH options of a Kafka source table: read committed, start and stop as asked."""
     props = {
@@ -137,7 +133,7 @@ def kafka_source_options(
 
 
 def kafka_sink_options(
-    settings: Settings, topic: str, transactional_id_prefix: str, options: RunOptions
+    settings: JobSettings, topic: str, transactional_id_prefix: str, options: RunOptions
 ) -> dict[str, str]:
     """WITH options of an exactly-once Kafka sink (DESIGN.md, Exactly-once through Flink)."""
     return {
@@ -168,11 +164,15 @@ def parse_args(job: str, argv: list[str] | None = None) -> RunOptions:
     parser.add_argument("--restore", help="checkpoint or savepoint folder to resume from")
     parser.add_argument("--group-id", help="override the job's consumer group")
     parser.add_argument("--transactional-id-prefix", help="override the sink's prefix")
+    parser.add_argument("--jar", help="the flink-sql-connector-kafka jar (not on a cluster)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.jar is None and not os.environ.get("FLINK_HOME"):
+        parser.error("--jar is needed outside a Flink cluster (`learnstream jobs run` passes it)")
     return RunOptions(
         start=args.start,
         bounded=args.bounded,
         restore=args.restore,
         group_id=args.group_id,
         transactional_id_prefix=args.transactional_id_prefix,
+        connector_jar=args.jar,
     )

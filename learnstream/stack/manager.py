@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from learnstream.errors import ServiceStartError, StackError
-from learnstream.settings import Settings
 from learnstream.stack import procs
 from learnstream.stack.services import SERVICES, Service
+
+if TYPE_CHECKING:
+    from learnstream.settings import Settings
 
 
 @dataclass(frozen=True)

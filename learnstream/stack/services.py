@@ -12,11 +12,14 @@ import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from learnstream.errors import JavaNotFoundError, MissingArtifactError
-from learnstream.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:
+    from learnstream.settings import Settings
 
 STACK_DIR = Path(__file__).resolve().parent
 
@@ -67,10 +70,11 @@ class Service(ABC):
 # --- Kafka -------------------------------------------------------------------------------------
 
 
-def find_java(settings: Settings) -> Path:
-    """A Java 17+ executable: LEARNSTREAM_STACK__JAVA_HOME, then JAVA_HOME, then PATH."""
+def find_java(java_home: Path | None = None) -> Path:
+    """A Java 17+ executable: ``java_home`` (LEARNSTREAM_STACK__JAVA_HOME), then JAVA_HOME,
+    then PATH."""
     candidates: list[Path] = []
-    for home in (settings.stack.java_home, os.environ.get("JAVA_HOME")):
+    for home in (java_home, os.environ.get("JAVA_HOME")):
         if home:
             candidates.append(Path(home) / "bin" / "java")
     on_path = shutil.which("java")
@@ -116,7 +120,7 @@ def kafka_tool_command(
 ) -> list[str]:
     """A Kafka command-line tool, run from the same jars as the broker (like bin/*.sh do)."""
     return [
-        str(find_java(settings)),
+        str(find_java(settings.stack.java_home)),
         f"-Xmx{heap}",
         f"-Dlog4j2.configurationFile={STACK_DIR / 'tools-log4j2.properties'}",
         "-cp",
@@ -180,7 +184,7 @@ class Kafka(Service):
         return "".join(f"{key}={value}\n" for key, value in props.items())
 
     def command(self) -> list[str]:
-        java = find_java(self.settings)
+        java = find_java(self.settings.stack.java_home)
         classpath = kafka_classpath(self.settings)
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.server_properties())
@@ -264,7 +268,7 @@ class ClickHouse(Service):
         return [
             sys.executable,
             "-m",
-            "learnstream.chserver",
+            "learnstream.stack.chserver",
             "--data-dir",
             str(self.data_dir),
             "--host",
@@ -274,13 +278,6 @@ class ClickHouse(Service):
             "--workers",
             str(c.workers),
         ]
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])
-        )
-        return env
 
     def healthy(self) -> bool:
         try:

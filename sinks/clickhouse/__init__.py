@@ -1,10 +1,13 @@
-"""The ClickHouse side of the sink: numbered migrations and Kafka-record → row conversion.
+"""The ClickHouse side of the sinks: migrations, the table registry, and the sink.
 
 - :func:`migrate` / :func:`pending` apply and list the SQL files in ``migrations/``
   (raw tables, materialized views), recorded in ``schema_migrations``.
-- :func:`convert` turns one Kafka record into the values of one row of
+- ``tables.TABLES`` declares every table once (name, source topics, model, columns);
+  :func:`convert` turns one Kafka record into the values of one row of
   ``TABLE_FOR_TOPIC[topic]``, in ``COLUMNS[table]`` order; :func:`pseudonymizer` makes the keyed
   pseudonym that stands for the learner id in every analytics table.
+- ``destination.ClickHouseDestination`` is the sink's destination on the shared runner
+  (``sinks.runner``); ``sink.ClickHouseSink`` is the runner with it.
 
 docs/analytics.md describes the tables, the views and the analyst queries.
 """
@@ -18,13 +21,8 @@ from sinks.clickhouse.migrate import (
     pending,
     split_statements,
 )
-from sinks.clickhouse.rows import (
-    COLUMNS,
-    TABLE_FOR_TOPIC,
-    RowError,
-    convert,
-    pseudonymizer,
-)
+from sinks.clickhouse.rows import RowError, pseudonymizer
+from sinks.clickhouse.tables import COLUMNS, TABLE_FOR_TOPIC, convert
 
 __all__ = [
     "COLUMNS",

@@ -7,27 +7,38 @@ from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
+
+from schemas.errors import ClickHouseUnreachable
+from sinks.clickhouse.settings import redacted
 
 
 def connect(dsn: str, **kwargs: Any) -> Client:
-    """A clickhouse-connect client for ``dsn``; timestamps come back tz-aware (UTC)."""
+    """A clickhouse-connect client for ``dsn``; timestamps come back tz-aware (UTC).
+
+    Raises :class:`ClickHouseUnreachable` when no server answers at ``dsn``.
+    """
     if not dsn.startswith(("http://", "https://", "chdb:")):
         raise ValueError(
-            f"unsupported ClickHouse DSN {dsn!r}: use http(s)://[user[:password]@]host:port[/db] "
-            "or chdb:///path (LEARNSTREAM_CLICKHOUSE__DSN)"
+            f"unsupported ClickHouse DSN {redacted(dsn)!r}: use "
+            "http(s)://[user[:password]@]host:port[/db] or chdb:///path "
+            "(LEARNSTREAM_CLICKHOUSE__DSN)"
         )
     options: dict[str, Any] = {"tz_mode": "aware", **kwargs}
     if dsn.startswith("chdb:"):
         options.pop("tz_mode")
-    return clickhouse_connect.get_client(dsn=dsn, **options)
+    try:
+        return clickhouse_connect.get_client(dsn=dsn, **options)
+    except OperationalError as exc:  # a network error; the server's own errors are others
+        raise ClickHouseUnreachable(redacted(dsn), "no answer over HTTP") from exc
 
 
-def query_df(sql: str, parameters: dict[str, Any] | None = None, dsn: str | None = None) -> Any:
+def query_df(sql: str, parameters: dict[str, Any] | None = None, *, dsn: str) -> Any:
     """An analyst's query as a pandas DataFrame, with bound parameters (``{name:Type}``)."""
-    from learnstream.settings import get_settings
-
-    client = connect(dsn or get_settings().clickhouse.dsn)
+    client = connect(dsn)
     try:
         return client.query_df(sql, parameters=parameters or {})
+    except OperationalError as exc:  # it went away during the query
+        raise ClickHouseUnreachable(redacted(dsn), "the connection failed") from exc
     finally:
         client.close()

@@ -26,7 +26,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from learnstream.errors import LearnstreamError
+from schemas.errors import LearnstreamError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATIONS_TABLE = "schema_migrations"

@@ -1,19 +1,23 @@
-"""The ready analyst queries of docs/analytics.md, by name (`learnstream sql --ready NAME`)."""
+"""The ready analyst queries (`learnstream sql --ready NAME`), shipped with the package.
+
+Each is a file ``ready/NAME.sql``; docs/analytics.md shows every one of them with the question it
+answers, and a test holds the doc's SQL blocks equal to these files.
+"""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+from importlib import resources
 
-from learnstream.settings import PROJECT_ROOT
-
-ANALYTICS_DOC = PROJECT_ROOT / "docs" / "analytics.md"
-_BLOCK = re.compile(r"<!-- query: ([a-z0-9_]+) -->\s*```sql\n(.*?)```", re.DOTALL)
+READY = resources.files("sinks.clickhouse") / "ready"
 
 
-def ready_queries(doc: Path = ANALYTICS_DOC) -> dict[str, str]:
-    """{name: SQL} of every named query block in the analytics doc."""
-    return {name: sql.strip() for name, sql in _BLOCK.findall(doc.read_text(encoding="utf-8"))}
+def ready_queries() -> dict[str, str]:
+    """{name: SQL} of every ready query."""
+    return {
+        entry.name.removesuffix(".sql"): entry.read_text(encoding="utf-8").strip()
+        for entry in sorted(READY.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".sql")
+    }
 
 
 def ready_query(name: str) -> str:

@@ -14,12 +14,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from learnstream.settings import Settings
 from schemas import Client
 from schemas.export import schemas as json_schemas
 from streams.collector.auth import KeyRing, key_from_headers
 from streams.collector.core import Ingest, Outcome, now_utc, publish_metrics
 from streams.collector.openapi import install_openapi
+from streams.collector.settings import CollectorSettings
 from streams.delivery import AsyncProducer
 from streams.intake import Accepted, Intake, Rejected, describe, parse_json
 
@@ -61,8 +61,10 @@ def client_from_headers(request: Request) -> Client:
 class CollectorApp:
     """Request handling, separated from route wiring so that tests can reach its parts."""
 
-    def __init__(self, settings: Settings, producer: AsyncProducer, clock: Callable[[], datetime]):
-        self.settings = settings.collector
+    def __init__(
+        self, settings: CollectorSettings, producer: AsyncProducer, clock: Callable[[], datetime]
+    ) -> None:
+        self.settings = settings
         self.keys = KeyRing(self.settings.api_keys)
         self.browser_clients = set(self.settings.browser_clients)
         self.intake = Intake(self.settings, clock)
@@ -227,20 +229,21 @@ class CollectorApp:
 
 
 def create_app(
-    settings: Settings,
+    settings: CollectorSettings,
+    bootstrap_servers: str,
     producer: AsyncProducer | None = None,
     clock: Callable[[], datetime] = now_utc,
     metrics_interval_s: float = 10.0,
 ) -> FastAPI:
     """The collector app. It owns ``producer`` when it creates it (closed on shutdown)."""
     owned = producer is None
-    kafka = producer or AsyncProducer(settings.kafka.bootstrap_servers)
+    kafka = producer or AsyncProducer(bootstrap_servers)
     handler = CollectorApp(settings, kafka, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(
-            publish_metrics(handler.ingest, kafka, metrics_interval_s, settings.collector.port)
+            publish_metrics(handler.ingest, kafka, metrics_interval_s, settings.port)
         )
         try:
             yield
@@ -259,10 +262,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.handler = handler
-    if settings.collector.cors_origins:
+    if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=settings.collector.cors_origins,
+            allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Content-Type", "X-API-Key", "Authorization", *CMCD_HEADERS],
         )
@@ -306,10 +309,3 @@ def create_app(
 
     install_openapi(app)
     return app
-
-
-def app_from_settings() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (several worker processes): settings from the env."""
-    from learnstream.settings import get_settings
-
-    return create_app(get_settings())

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from learnstream.bench.workload import write_batches
+
 from learnstream.settings import KafkaSettings, Settings, StackSettings
 from learnstream.stack import Stack
+from learnstream.stack.collector import start_collector
 from learnstream.stack.procs import free_port
-from streams.collector.process import start_collector
 
 BENCH_KEY = "lsk_bench"
 

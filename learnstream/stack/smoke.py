@@ -6,13 +6,16 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
-
-from learnstream.settings import Settings
-from streams.admin import admin_client, ensure_topics
-from streams.kafka import make_consumer, make_producer, produce_all
+from settlement.chain import chain_id
+from sinks.clickhouse.client import connect
+from streams.admin import ensure_topics
+from streams.kafka import admin_client, make_consumer, make_producer, produce_all
 from streams.topics import TopicSpec
+
+if TYPE_CHECKING:
+    from learnstream.settings import Settings
 
 
 class SmokeError(RuntimeError):
@@ -61,20 +64,11 @@ def kafka_round_trip(bootstrap: str, messages: int = 1000, keys: int = 50) -> tu
 
 
 def clickhouse_version(dsn: str) -> str:
-    import clickhouse_connect
-
-    client = clickhouse_connect.get_client(dsn=dsn)
+    client = connect(dsn)
     try:
         return str(client.query("SELECT version() AS v").first_row[0])
     finally:
         client.close()
-
-
-def chain_id(rpc_url: str) -> int:
-    reply = httpx.post(
-        rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=5
-    ).json()
-    return int(reply["result"], 16)
 
 
 def run(settings: Settings, messages: int = 1000) -> SmokeResult:

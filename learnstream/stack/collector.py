@@ -1,4 +1,4 @@
-"""Running `learnstream collector` as a child process (demo, benchmarks, tests)."""
+"""The collector as a child process (`learnstream collector`): demo, benchmarks, tests."""
 
 from __future__ import annotations
 

@@ -30,7 +30,8 @@ from clickhouse_connect.driver.client import Client
 from learnstream.settings import get_settings
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrate import RAW_TABLES
-from sinks.clickhouse.rows import COLUMNS, TABLE_FOR_TOPIC, convert, pseudonymizer
+from sinks.clickhouse.rows import pseudonymizer
+from sinks.clickhouse.tables import COLUMNS, TABLE_FOR_TOPIC, convert
 from streams.kafka import read_to_end
 
 CHUNK_ROWS = 50_000

@@ -45,7 +45,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict
 
-log = logging.getLogger("learnstream.chserver")
+log = logging.getLogger("learnstream.stack.chserver")
 
 SERVER_NAME = "learnstream-chdb"
 

@@ -1,0 +1,3 @@
+from learnstream.cli import main
+
+main()
