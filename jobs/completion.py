@@ -1,7 +1,7 @@
 """Completion scoring: what one enrollment's state holds, how events change it, and the rule.
 
 Pure Python with no Flink import, so that the Flink job (``jobs/flink/completion.py``), tests and
-reports share one implementation. See ``docs/completion.md`` for the formulas.
+reports share one implementation. See ``docs/jobs.md`` (Completion) for the formulas.
 
 Order and repetition never change the result. Everything the state keeps is a set that only
 grows (played segments, quiz attempts, enrollments), and every figure is a function of those
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-# Derived record ids: UUIDv5 over the ids they derive from (DESIGN.md, Wire format).
+# Derived record ids: UUIDv5 over the ids they derive from (docs/architecture.md, Wire format).
 NAMESPACE = uuid.UUID("3f0b6a52-6c1e-5d8c-9a57-1c2d6e4b8f10")
 EPS = 1e-9
 
@@ -112,7 +112,8 @@ class EnrollmentState:
     ``segments``: per video, each distinct played segment with the earliest event time that
     reported it. ``attempts``: per quiz, each distinct (score fraction) with its earliest event
     time. ``enrollments``: enrollment id → (event time, payment model); the earliest one is the
-    enrollment (DESIGN.md: at most one active enrollment per learner and course).
+    enrollment (docs/architecture.md, Enrollments and money: at most one active enrollment per
+    learner and course).
     """
 
     learner_id: str = ""

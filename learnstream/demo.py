@@ -65,8 +65,7 @@ def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> 
     from learnstream.stack.collector import CollectorStartError, start_collector
     from streams import dlq
     from streams.collector.auth import generate_key
-    from streams.simulate_send import run_simulation
-    from streams.simulator import sim_config_from_args
+    from streams.simulate import run_simulation, sim_config_from_args
 
     stack = Stack(settings, echo=echo)
     outcome = stack.up()

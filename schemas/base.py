@@ -41,7 +41,30 @@ UtcDatetime = Annotated[
     Field(json_schema_extra={"format": "date-time", "example": "2026-11-28T10:00:00.123Z"}),
 ]
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=False)]
+# Identifiers (learner, course, session, video, …): 1 to 128 printable characters. Control
+# characters (U+0000-U+001F, U+007F-U+009F) and the line and paragraph separators U+2028/U+2029
+# are refused: they break logs, CSV exports, URLs and terminal output, and are never part of a
+# real id. Any other Unicode character is allowed (docs/events.md, "Identifiers").
+ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+ID_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]{1,128}$"
+
+
+def _printable_id(value: str) -> str:
+    found = ID_FORBIDDEN.search(value)
+    if found:
+        raise ValueError(
+            f"ids must be printable: control character U+{ord(found.group()):04X} at position "
+            f"{found.start()}"
+        )
+    return value
+
+
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, strip_whitespace=False),
+    AfterValidator(_printable_id),
+    Field(json_schema_extra={"pattern": ID_PATTERN}),
+]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 _DIGITS = re.compile(r"^[0-9]{1,78}$")

@@ -9,7 +9,8 @@ from pydantic import Field
 
 from schemas.base import Id, Strict, UtcDatetime
 
-# The three counted kinds of bad input (DESIGN.md, Bad input), plus the replay marker.
+# The three counted kinds of bad input (docs/architecture.md, Bad input and the DLQ), plus the
+# replay marker.
 Reason = Literal["malformed_json", "unknown_type", "invalid"]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from schemas.catalog import Course
+from schemas.derived import PipelineMetrics, Qos1m, RecoReport
 from schemas.dlq import DeadLetter, ReplayMarker
 from schemas.events import EVENT_TYPES, Event
 
@@ -21,13 +22,17 @@ BASE_URI = "https://learnstream.dev/schemas/v1/"
 
 
 def schemas() -> dict[str, dict[str, Any]]:
-    """{file name: JSON Schema} for each event type, the union, the catalogue and the DLQ."""
+    """{file name: JSON Schema} for each event type, the union, the catalogue, the DLQ and the
+    derived records other services read (QoS minutes, pipeline and reco metrics)."""
     out: dict[str, dict[str, Any]] = {}
     models: dict[str, type[BaseModel]] = {
         **EVENT_TYPES,
         "course": Course,
         "dead_letter": DeadLetter,
         "replay_marker": ReplayMarker,
+        "qos_1m": Qos1m,
+        "pipeline_metrics": PipelineMetrics,
+        "reco_report": RecoReport,
     }
     for name, model in models.items():
         schema = model.model_json_schema(mode="validation")

@@ -2,7 +2,8 @@
 
 The collector and ``learnstream dlq replay`` share this path, so a replayed dead letter passes
 exactly the checks a fresh event passes. Bad input falls into three counted kinds
-(DESIGN.md, Bad input): ``malformed_json``, ``unknown_type`` and ``invalid``.
+(docs/architecture.md, Bad input and the DLQ): ``malformed_json``, ``unknown_type`` and
+``invalid``.
 """
 
 from __future__ import annotations

@@ -127,6 +127,30 @@ def test_collector_bad_input_gets_its_4xx_and_exactly_one_dead_letter(
         assert "ahead of the collector's clock" in letter["detail"]
 
 
+def test_collector_control_character_in_an_id_is_invalid_counted_and_dead_lettered(
+    collector: Collector,
+) -> None:
+    token = uuid.uuid4().hex
+    good = example("course_viewed", learner_id=f"learner-{token}")
+    bad = example("course_viewed", learner_id=f"learner-{token}\x00x")
+    before = httpx.get(f"{collector.url}/healthz").json()["counters"]["invalid"]
+    reply = collector.post("/v1/events", [good, bad])
+    assert reply.status_code == 207, reply.text
+    results = reply.json()["results"]
+    assert [(r["status"], r["reason"]) for r in results] == [
+        ("accepted", None),
+        ("rejected", "invalid"),
+    ]
+    assert "learner_id: ids must be printable: control character U+0000" in results[1]["detail"]
+    after = httpx.get(f"{collector.url}/healthz").json()["counters"]["invalid"]
+    assert after == before + 1
+    letters = [d for d in dead_letters(collector.bootstrap) if d.get("event_id") == bad["event_id"]]
+    assert len(letters) == 1 and letters[0]["reason"] == "invalid"
+    assert json.loads(letters[0]["raw"])["learner_id"] == bad["learner_id"]  # kept verbatim
+    found = records_by_event_id(collector.bootstrap, EVENT_TOPICS)
+    assert len(found[good["event_id"]]) == 1 and bad["event_id"] not in found
+
+
 def test_collector_request_faults_get_their_codes_and_no_dead_letter(
     collector: Collector,
 ) -> None:

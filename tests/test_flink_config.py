@@ -1,4 +1,5 @@
-"""The Flink jobs' Kafka settings, as DESIGN.md requires (no job started here)."""
+"""The Flink jobs' Kafka settings, as docs/architecture.md (Exactly-once) requires (no job
+started here)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import signal
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -26,8 +27,7 @@ from schemas import to_wire
 from schemas.events import PlaybackQos
 from streams.catalog import publish_catalog
 from streams.kafka import ReadRecord, make_producer, produce_all, read_to_end
-from streams.simulate_send import run_simulation
-from streams.simulator import SimConfig, Simulation
+from streams.simulate import SimConfig, Simulation, run_simulation
 from streams.topics import TOPIC_FOR_TYPE
 from tests.completion_scenarios import CLIENT, course, scenarios
 from tests.flink_fixtures import job_settings, read_json, run_to_end
@@ -360,3 +360,43 @@ def test_completion_restart_from_checkpoint_emits_no_second_completion(
     after = completions()
     assert set(after) == {c.enrollment_id for c in cases}
     assert all(n == 1 for n in after.values()), after
+
+
+def test_lag_monitor_reports_a_running_flink_jobs_consumer_group(flink_settings: Settings) -> None:
+    """The Flink QoS job cannot publish pipeline.metrics itself; its Kafka source commits its
+    offsets to its consumer group on each checkpoint, and the lag monitor reports that group."""
+    from jobs.lag_monitor import LagMonitor
+    from schemas.derived import PipelineMetrics
+
+    bootstrap = flink_settings.kafka.bootstrap_servers
+    simulate(flink_settings, learners=30, seed=31, hours_ago=0.6)
+    tag = f"lag-{uuid.uuid4().hex[:8]}"
+    options = RunOptions(start="earliest", group_id=tag, transactional_id_prefix=tag)
+    job = launcher(flink_settings).start("qos", options)
+    monitor = LagMonitor(bootstrap, groups=[tag])
+    seen: list[PipelineMetrics] = []
+
+    def sample_until(done: Callable[[list[PipelineMetrics]], bool]) -> None:
+        deadline = time.monotonic() + 180
+        while not done(seen):
+            assert job.running(), job.log_tail()
+            assert time.monotonic() < deadline, f"gave up: {seen[-3:]}"
+            seen.extend(monitor.sample())  # while the job runs
+            time.sleep(1)
+
+    try:
+        sample_until(lambda s: bool(s))  # the group appears with its first checkpoint
+        simulate(flink_settings, learners=60, seed=32, hours_ago=0.3)  # then new input arrives
+        sample_until(lambda s: any(r.in_per_s > 0 for r in s) and s[-1].lag == 0)
+    finally:
+        job.stop()
+    partitions = flink_settings.topics.partitions
+    last = seen[-1]
+    assert (last.service, last.group, last.lag) == (tag, tag, 0)
+    assert set(last.lag_by_partition) == {f"learner.qos/{p}" for p in range(partitions)}
+    monitor.publish([last])
+    published = [
+        PipelineMetrics.model_validate_json(r.value)
+        for r in read_to_end(bootstrap, ["pipeline.metrics"])
+    ]
+    assert any(r.group == tag and r.extra["source"] == "committed offsets" for r in published)

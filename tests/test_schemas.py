@@ -84,6 +84,45 @@ def test_schemas_invalid_events_are_rejected_with_a_reason(
         parse_event(variant(event_type, **changes))
 
 
+ID_FIELDS = [
+    ("quiz_result", ("learner_id",)),
+    ("quiz_result", ("session_id",)),
+    ("quiz_result", ("course_id",)),
+    ("quiz_result", ("quiz_id",)),
+    ("course_viewed", ("lesson_id",)),
+    ("video_playback", ("video_id",)),
+    ("playback_qos", ("playback_id",)),
+    ("playback_qos", ("client", "region")),
+    ("playback_qos", ("client", "edge_node")),
+    ("live_qos", ("room_id",)),
+]
+
+
+@pytest.mark.parametrize(("event_type", "path"), ID_FIELDS)
+@pytest.mark.parametrize("bad", ["\x00", "\x1b", "\t", "\n", "\x7f", "\x85", "\u2028"])
+def test_schemas_ids_refuse_control_characters_with_a_reason(
+    event_type: str, path: tuple[str, ...], bad: str
+) -> None:
+    record = json.loads(variant(event_type))
+    target = record
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = f"ok{bad}id"
+    with pytest.raises(ValidationError) as info:
+        parse_event(json.dumps(record))
+    message = str(info.value)
+    assert f"control character U+{ord(bad):04X} at position 2" in message
+    assert ".".join(path) in ".".join(str(p) for p in info.value.errors()[0]["loc"])
+
+
+def test_schemas_ids_accept_any_printable_unicode() -> None:
+    for value in ("learner-42", "Zoë Müller", "学习者-7", "a b", "x/y:z@w", "é" * 128):
+        event = parse_event(variant("quiz_result", learner_id=value, course_id=value))
+        assert event.learner_id == value
+    with pytest.raises(ValidationError, match="at most 128 characters"):
+        parse_event(variant("quiz_result", learner_id="a" * 129))
+
+
 def test_schemas_wei_travels_as_a_string_and_accepts_integers() -> None:
     big = 10**30
     escrow = {**EXAMPLE["enrollment"]["escrow"], "deposit_wei": big}

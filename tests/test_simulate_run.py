@@ -12,8 +12,7 @@ import pytest
 
 from schemas import parse_event
 from streams.kafka import read_to_end
-from streams.simulate_send import run_simulation
-from streams.simulator import sim_config_from_args
+from streams.simulate import run_simulation, sim_config_from_args
 from streams.topics import COURSE_CATALOG, TOPIC_FOR_TYPE
 from tests.collector_fixtures import SERVER_KEY, Collector, dead_letters, records_by_event_id
 from tests.conftest import ROOT

@@ -15,16 +15,20 @@ from eth_utils import to_checksum_address
 from pydantic import ValidationError
 
 from schemas import EVENT_TYPES, Course, PlaybackQos, parse_event, to_wire
-from streams.simulate_send import HttpSender, Pacer, SimReport, run_simulation, send_http
-from streams.simulator import (
+from streams.simulate import (
     BAD_KINDS,
     BadPayload,
     Edge,
+    HttpSender,
+    Pacer,
     SimConfig,
+    SimReport,
     Simulation,
     build_catalog,
+    run_simulation,
     sample_session_qos,
     sample_start,
+    send_http,
     sim_config_from_args,
     topology,
 )

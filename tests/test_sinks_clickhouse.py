@@ -12,8 +12,7 @@ import pytest
 from schemas.derived import PipelineMetrics
 from sinks.clickhouse.sink import ClickHouseSink
 from streams.kafka import make_producer, produce_all, read_to_end
-from streams.simulate_send import run_simulation
-from streams.simulator import sim_config_from_args
+from streams.simulate import run_simulation, sim_config_from_args
 from tests.collector_fixtures import example
 from tests.sink_fixtures import SinkEnv, counts, event_ids_in_kafka
 from tests.sink_fixtures import sink_env as sink_env

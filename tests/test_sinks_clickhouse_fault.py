@@ -25,7 +25,7 @@ from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrate import migrate
 from streams.catalog import publish_catalog
 from streams.kafka import make_producer
-from streams.simulator import BadPayload, SimEvent, Simulation, sim_config_from_args
+from streams.simulate import BadPayload, SimEvent, Simulation, sim_config_from_args
 from streams.topics import TOPIC_FOR_TYPE
 from tests.conftest import ROOT
 from tests.sink_fixtures import SinkEnv

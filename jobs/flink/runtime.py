@@ -135,7 +135,7 @@ def kafka_source_options(
 def kafka_sink_options(
     settings: JobSettings, topic: str, transactional_id_prefix: str, options: RunOptions
 ) -> dict[str, str]:
-    """WITH options of an exactly-once Kafka sink (DESIGN.md, Exactly-once through Flink)."""
+    """WITH options of an exactly-once Kafka sink (docs/architecture.md, Exactly-once)."""
     return {
         "topic": topic,
         "properties.bootstrap.servers": settings.kafka.bootstrap_servers,

@@ -203,8 +203,7 @@ def simulate(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Simulated learners: publish the catalogue, then browse, enroll, watch, take quizzes."""
-    from streams.simulate_send import run_simulation
-    from streams.simulator import sim_config_from_args
+    from streams.simulate import run_simulation, sim_config_from_args
 
     settings = get_settings()
     try:

@@ -233,7 +233,6 @@ def create_app(
     bootstrap_servers: str,
     producer: AsyncProducer | None = None,
     clock: Callable[[], datetime] = now_utc,
-    metrics_interval_s: float = 10.0,
 ) -> FastAPI:
     """The collector app. It owns ``producer`` when it creates it (closed on shutdown)."""
     owned = producer is None
@@ -243,7 +242,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(
-            publish_metrics(handler.ingest, kafka, metrics_interval_s, settings.port)
+            publish_metrics(handler.ingest, kafka, settings.metrics_interval_s, settings.port)
         )
         try:
             yield

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from schemas import to_wire
+from schemas.derived import PipelineMetrics
 from streams.delivery import AsyncProducer, Record
 from streams.intake import Accepted, Rejected
 from streams.topics import LEARNER_DLQ, PIPELINE_METRICS
@@ -34,6 +33,8 @@ OUTCOMES = (
     "unsupported_media_type",
     "delivery_failed",
 )
+# The outcomes that count events (the others count whole requests).
+EVENT_OUTCOMES = ("accepted", "duplicate", "malformed_json", "unknown_type", "invalid")
 
 
 @dataclass
@@ -167,7 +168,9 @@ def _result(
 async def publish_metrics(
     ingest: Ingest, producer: AsyncProducer, interval_s: float, port: int
 ) -> None:
-    """Every ``interval_s``, the collector's counters and rates to ``pipeline.metrics``."""
+    """Every ``interval_s``, the collector's health to ``pipeline.metrics`` (the shared
+    :class:`~schemas.derived.PipelineMetrics` shape): events taken in and written per second,
+    and every outcome's total and rate under ``extra``."""
     instance = f"{socket.gethostname()}:{port}"
     previous = ingest.counters.snapshot()
     while True:
@@ -175,16 +178,21 @@ async def publish_metrics(
         current = ingest.counters.snapshot()
         delta = {k: current[k] - previous[k] for k in current}
         previous = current
-        record = {
-            "service": "collector",
-            "instance": instance,
-            "at": now_utc().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "interval_s": interval_s,
-            "totals": current,
-            "per_s": {k: round(v / interval_s, 3) for k, v in delta.items()},
-        }
+        per_event = sum(delta[k] for k in EVENT_OUTCOMES)
+        record = PipelineMetrics(
+            service="collector",
+            instance=instance,
+            at=now_utc(),
+            interval_s=interval_s,
+            in_per_s=round(per_event / interval_s, 3),
+            out_per_s=round(delta["accepted"] / interval_s, 3),
+            extra={
+                "totals": current,
+                "per_s": {k: round(v / interval_s, 3) for k, v in delta.items()},
+            },
+        )
         errors = await producer.send(
-            [Record(PIPELINE_METRICS.name, b"collector", orjson.dumps(record))], 30
+            [Record(PIPELINE_METRICS.name, b"collector", to_wire(record))], 30
         )
         if errors[0] is not None:
             log.warning("pipeline.metrics not written: %s", errors[0])

@@ -32,6 +32,7 @@ class CollectorSettings(BaseModel):
     max_past_days: float = Field(30, gt=0, description="Reject occurred_at older than this")
     max_future_s: float = Field(300, ge=0, description="Reject occurred_at further ahead than this")
     delivery_timeout_s: float = Field(30, gt=0, description="Wait this long for Kafka to confirm")
+    metrics_interval_s: float = Field(10.0, gt=0, description="pipeline.metrics period")
 
     @field_validator("api_keys")
     @classmethod

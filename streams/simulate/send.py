@@ -12,10 +12,8 @@ or straight to Kafka, paced by wall-clock, with a progress bar and a report.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -25,12 +23,13 @@ from schemas import to_wire
 from schemas.errors import LearnstreamError
 from streams.catalog import publish_catalog
 from streams.kafka import DeliveryReport, make_producer
-from streams.simulator import BAD_KINDS, BadPayload, SimConfig, SimEvent, Simulation
+from streams.simulate.config import SimConfig
+from streams.simulate.report import SimReport, progress_bar
+from streams.simulate.simulation import BAD_KINDS, BadPayload, SimEvent, Simulation
 from streams.topics import COURSE_CATALOG, TOPIC_FOR_TYPE
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BATCH_EVENTS = 100
-MAX_NOTES = 20
 
 
 class SimulationError(LearnstreamError):
@@ -41,87 +40,6 @@ class ProducerLike(Protocol):
     def produce(self, topic: str, value: bytes, key: bytes, **kwargs: Any) -> None: ...
     def poll(self, timeout: float = ...) -> int: ...
     def flush(self, timeout: float = ...) -> int: ...
-
-
-@dataclass
-class SimReport:
-    """What a run sent and how it was received."""
-
-    run_id: str
-    via: str
-    catalog: list[str] = field(default_factory=list)
-    sent_by_type: dict[str, int] = field(default_factory=dict)
-    bad_by_kind: dict[str, int] = field(default_factory=dict)
-    accepted: int = 0  # valid events the collector accepted (via kafka: delivered)
-    rejected: int = 0  # valid events rejected: should stay 0
-    duplicates: int = 0
-    failed: int = 0  # given up after retries, or not confirmed by Kafka
-    retries: int = 0
-    http_status: dict[int, int] = field(default_factory=dict)  # requests per status code
-    bad_status: dict[str, dict[int, int]] = field(default_factory=dict)  # kind -> status -> n
-    event_ids: list[str] = field(default_factory=list)  # valid events sent, in order
-    enrollments_by_model: dict[str, int] = field(default_factory=dict)
-    journeys: dict[str, int] = field(default_factory=dict)  # completed/dropped_out/browsed_only
-    learners: dict[str, int] = field(default_factory=dict)  # the same, per learner
-    degraded_edges: list[str] = field(default_factory=list)
-    elapsed_s: float = 0.0
-    notes: list[str] = field(default_factory=list)  # the first problems, for a person to read
-
-    @property
-    def events_sent(self) -> int:
-        return sum(self.sent_by_type.values())
-
-    @property
-    def effective_rate(self) -> float:
-        return self.events_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    def note(self, text: str) -> None:
-        if len(self.notes) < MAX_NOTES:
-            self.notes.append(text)
-
-    def problems(self) -> list[str]:
-        """Why this run is not clean: lost or rejected valid events, bad payloads let in."""
-        out = []
-        if self.rejected or self.failed:
-            out.append(f"{self.rejected} valid event(s) rejected, {self.failed} not delivered")
-        let_in = sum(n for by in self.bad_status.values() for s, n in by.items() if s < 300)
-        if let_in:
-            out.append(f"{let_in} bad payload(s) were accepted")
-        return out
-
-    def render(self) -> str:
-        def counts(d: dict[Any, int]) -> str:
-            return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
-
-        lines = [
-            f"run {self.run_id} via {self.via}: {self.events_sent} events and "
-            f"{sum(self.bad_by_kind.values())} bad payloads in {self.elapsed_s:.1f} s "
-            f"({self.effective_rate:.1f} events/s)",
-            f"catalogue: {len(self.catalog)} courses to {COURSE_CATALOG.name}",
-            f"events by type: {counts(self.sent_by_type)}",
-        ]
-        if self.bad_by_kind:
-            per_kind = [
-                f"{kind} {n} (HTTP {counts(self.bad_status.get(kind, {}))})"
-                for kind, n in sorted(self.bad_by_kind.items())
-            ]
-            lines.append("bad payloads: " + "; ".join(per_kind))
-        received = "delivered" if self.via == "kafka" else "accepted"
-        lines.append(
-            f"{received} {self.accepted}, rejected {self.rejected}, duplicates {self.duplicates}, "
-            f"failed {self.failed}, retries {self.retries}"
-        )
-        if self.http_status:
-            lines.append(f"requests by HTTP status: {counts(self.http_status)}")
-        lines += [
-            f"enrollments: {counts(self.enrollments_by_model)}",
-            f"journeys: {counts(self.journeys)}",
-            f"learners: {counts(self.learners)}",
-            f"degraded edge nodes: {', '.join(self.degraded_edges) or 'none'}",
-        ]
-        lines += [f"! {p}" for p in self.problems()]
-        lines += [f"  {n}" for n in self.notes]
-        return "\n".join(lines)
 
 
 def timestamp_ms(at: datetime) -> int:
@@ -369,7 +287,7 @@ def run_simulation(
         ) from exc
     pacer = pacer or Pacer()
     started = time.monotonic()
-    with _progress_bar(progress, len(sim), via) as advance:
+    with progress_bar(progress, len(sim), via) as advance:
         if via == "kafka":
             send_kafka(sim, producer, report, pacer, advance)
         else:
@@ -380,45 +298,3 @@ def run_simulation(
                 send_http(sim, HttpSender(client, report), pacer, advance)
     report.elapsed_s = time.monotonic() - started
     return report
-
-
-class _progress_bar:
-    """A rich progress bar, or nothing when disabled or stdout is not a terminal."""
-
-    def __init__(self, enabled: bool, total: int, via: str) -> None:
-        self.enabled = enabled and sys.stdout.isatty()
-        self.total, self.via = total, via
-        self.bar: Any = None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("simulate via {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        self.bar.start()
-        task = self.bar.add_task(self.via, total=self.total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-__all__ = [
-    "HttpSender", "Pacer", "SimReport", "SimulationError",
-    "run_simulation", "send_http", "send_kafka", "timestamp_ms",
-]  # fmt: skip
