@@ -35,15 +35,14 @@ import re
 import threading
 import time
 import uuid
-import zlib
-from base64 import b64decode
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from multidict import MultiDict
+
+from learnstream.stack.chrequest import QueryError, body_chunks, credentials, form_params
 
 log = logging.getLogger("learnstream.stack.chserver")
 
@@ -85,7 +84,6 @@ _INSERT_FORMAT = re.compile(
 _INSERT = re.compile(r"^\s*INSERT\s", re.IGNORECASE)
 _INLINE_DATA = re.compile(r"\b(VALUES|SELECT)\b", re.IGNORECASE)
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
-_ERROR_CODE = re.compile(r"Code:\s*(\d+)")
 _HEAD_LIMIT = 1 << 20  # an INSERT's SQL must fit in the first MiB of its body
 
 # ClickHouse's own mapping of a few error codes to HTTP statuses; everything else is 500.
@@ -115,17 +113,6 @@ _CONTENT_TYPES = {
     "jsoncompact": "application/json; charset=UTF-8",
     "pretty": "text/plain; charset=UTF-8",
 }
-
-
-class QueryError(Exception):
-    """A failed query, carrying ClickHouse's error code and text."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        match = _ERROR_CODE.search(message)
-        self.code = code if code is not None else int(match.group(1)) if match else 1001
-        if not message.startswith("Code:"):
-            message = f"Code: {self.code}. DB::Exception: {message}"
-        super().__init__(message)
 
 
 def quote_setting(value: str) -> str:
@@ -194,80 +181,6 @@ class Engine:
         self._pool.shutdown(wait=True)
 
 
-def _decompressor(encoding: str) -> Callable[[bytes], bytes] | None:
-    """A decoder for request bodies that aiohttp does not decode itself (it does gzip, deflate,
-    br and zstd): lz4, in the LZ4 frame format that clickhouse-connect writes."""
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"):
-        return None
-    if encoding == "lz4":
-        return _Lz4Frames()
-    raise QueryError(f"Unsupported Content-Encoding {encoding!r}", code=36)
-
-
-class _Lz4Frames:
-    """Decodes a stream of LZ4 frames. clickhouse-connect writes one frame per Native block, and
-    one network chunk may end one frame and start the next: after a frame's end, the bytes left
-    over start a new frame (dropping them would silently lose rows)."""
-
-    def __init__(self) -> None:
-        import lz4.frame
-
-        self._new = lz4.frame.LZ4FrameDecompressor
-        self._frame = self._new()
-
-    def __call__(self, data: bytes) -> bytes:
-        out = []
-        while data:
-            out.append(self._frame.decompress(data))
-            if not self._frame.eof:
-                break
-            data = self._frame.unused_data
-            self._frame = self._new()
-        return b"".join(out)
-
-
-async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    decode = _decompressor(request.headers.get("Content-Encoding", ""))
-    stream = request.content.iter_chunked(1 << 20)
-    while True:
-        try:
-            chunk = await stream.__anext__()
-            data = decode(chunk) if decode else chunk
-        except StopAsyncIteration:
-            return
-        except (OSError, RuntimeError, ValueError, zlib.error, web.HTTPException) as exc:
-            raise QueryError(f"Cannot decode the request body: {exc}", code=271) from exc
-        if data:
-            yield data
-
-
-async def _form_params(request: web.Request) -> MultiDict[str]:
-    """URL parameters plus the text fields of a multipart body (clickhouse-connect sends long
-    queries and bound parameters this way). File fields would be external data: not served."""
-    merged: MultiDict[str] = MultiDict(request.query)
-    for name, value in (await request.post()).items():
-        if not isinstance(value, str):
-            raise QueryError(
-                f"External data ({name!r}) is not supported by the embedded server", code=48
-            )
-        merged[name] = value
-    return merged
-
-
-def _credentials(request: web.Request) -> tuple[str, str]:
-    auth = request.headers.get("Authorization", "")
-    if auth.lower().startswith("basic "):
-        try:
-            user, _, password = b64decode(auth[6:]).decode().partition(":")
-        except ValueError as exc:
-            raise QueryError("Malformed Basic authorization header", code=516) from exc
-        return user, password
-    user = request.headers.get("X-ClickHouse-User") or request.query.get("user") or "default"
-    password = request.headers.get("X-ClickHouse-Key") or request.query.get("password") or ""
-    return user, password
-
-
 class ClickHouseHTTP:
     """The aiohttp application serving one :class:`Engine`."""
 
@@ -306,7 +219,7 @@ class ClickHouseHTTP:
         return web.Response(body=body, headers=headers)
 
     def _authenticate(self, request: web.Request) -> None:
-        user, password = _credentials(request)
+        user, password = credentials(request)
         ok_user = hmac.compare_digest(user.encode(), self.user.encode())
         ok_password = hmac.compare_digest(password.encode(), self.password.encode())
         if not (ok_user and ok_password):
@@ -319,7 +232,7 @@ class ClickHouseHTTP:
     async def _execute(self, request: web.Request) -> tuple[bytes, str, dict[str, str]]:
         params = request.query
         if request.content_type == "multipart/form-data":
-            params, request = await _form_params(request), None  # type: ignore[assignment]
+            params, request = await form_params(request), None  # type: ignore[assignment]
         database = params.get("database") or (
             request.headers.get("X-ClickHouse-Database") if request else None
         )
@@ -331,7 +244,7 @@ class ClickHouseHTTP:
             for k, v in params.items()
             if k not in TRANSPORT_PARAMS and not k.startswith("param_")
         }
-        chunks = _body_chunks(request) if request and request.method == "POST" else None
+        chunks = body_chunks(request) if request and request.method == "POST" else None
         sql = params.get("query", "")
 
         if sql and _INSERT.match(sql) and not _INLINE_DATA.search(sql) and chunks is not None:
