@@ -16,12 +16,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from learnstream.bench.workload import write_batches
-
-from learnstream.settings import KafkaSettings, Settings, StackSettings
-from learnstream.stack import Stack
+from bench import ROOT
+from bench.workload import write_batches
 from learnstream.stack.collector import start_collector
 from learnstream.stack.procs import free_port
+from learnstream.stack.testing import throwaway_stack
 
 BENCH_KEY = "lsk_bench"
 
@@ -58,7 +57,9 @@ class CollectorBench:
 
 
 def _run_json(cmd: list[str], env: dict[str, str]) -> dict[str, object]:
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=900)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=900
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{cmd[2]} failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -82,48 +83,41 @@ def run(
     profile: bool = False,
 ) -> CollectorBench:
     result = CollectorBench(events, batch, concurrency)
-    with tempfile.TemporaryDirectory(prefix="learnstream-bench-") as tmp_name:
+    with (
+        tempfile.TemporaryDirectory(prefix="learnstream-bench-") as tmp_name,
+        throwaway_stack(Path(tmp_name) / "stack", ["kafka"]) as stack,
+    ):
         tmp = Path(tmp_name)
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            kafka=KafkaSettings(port=free_port(), controller_port=free_port()),
-            stack=StackSettings(state_dir=tmp / "stack", services=["kafka"]),
+        workload, warmup = tmp / "events.jsonl", tmp / "warmup.jsonl"
+        write_batches(workload, events, batch)
+        write_batches(warmup, 200 * batch, batch, seed=1)
+        bootstrap = stack.settings.kafka.bootstrap_servers
+        port = free_port()
+        profile_to = tmp / "collector.prof" if profile else None
+        collector = start_collector(
+            port,
+            {"bench": BENCH_KEY},
+            tmp / "collector.log",
+            {"LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap},
+            ("-m", "cProfile", "-o", str(profile_to)) if profile_to else (),
         )
-        stack = Stack(settings)
-        stack.up()
+        url = f"http://127.0.0.1:{port}/v1/events"
+        env = dict(os.environ)
+        loadgen = [sys.executable, "-m", "bench.loadgen", url, BENCH_KEY]
+        raw = [sys.executable, "-m", "bench.rawproduce", bootstrap]
         try:
-            workload, warmup = tmp / "events.jsonl", tmp / "warmup.jsonl"
-            write_batches(workload, events, batch)
-            write_batches(warmup, 200 * batch, batch, seed=1)
-            bootstrap = settings.kafka.bootstrap_servers
-            port = free_port()
-            profile_to = tmp / "collector.prof" if profile else None
-            collector = start_collector(
-                port,
-                {"bench": BENCH_KEY},
-                tmp / "collector.log",
-                {"LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap},
-                ("-m", "cProfile", "-o", str(profile_to)) if profile_to else (),
-            )
-            url = f"http://127.0.0.1:{port}/v1/events"
-            env = dict(os.environ)
-            loadgen = [sys.executable, "-m", "learnstream.bench.loadgen", url, BENCH_KEY]
-            raw = [sys.executable, "-m", "learnstream.bench.rawproduce", bootstrap]
-            try:
-                _run_json([*loadgen, str(warmup), str(concurrency)], env)
-                _run_json([*raw, str(warmup)], env)
-                for _ in range(rounds):
-                    r = _run_json([*raw, str(workload)], env)
-                    result.raw_eps.append(float(r["events"]) / float(r["seconds"]))  # type: ignore[arg-type]
-                    c = _run_json([*loadgen, str(workload), str(concurrency)], env)
-                    result.collector_eps.append(float(c["events"]) / float(c["seconds"]))  # type: ignore[arg-type]
-                    for status, n in c["statuses"].items():  # type: ignore[attr-defined]
-                        result.statuses[status] = result.statuses.get(status, 0) + n
-            finally:
-                collector.send_signal(2)  # SIGINT: uvicorn shuts down cleanly, cProfile writes
-                collector.wait(timeout=60)
-            if profile_to is not None and profile_to.exists():
-                result.profile = _profile_summary(profile_to)
+            _run_json([*loadgen, str(warmup), str(concurrency)], env)
+            _run_json([*raw, str(warmup)], env)
+            for _ in range(rounds):
+                r = _run_json([*raw, str(workload)], env)
+                result.raw_eps.append(float(r["events"]) / float(r["seconds"]))  # type: ignore[arg-type]
+                c = _run_json([*loadgen, str(workload), str(concurrency)], env)
+                result.collector_eps.append(float(c["events"]) / float(c["seconds"]))  # type: ignore[arg-type]
+                for status, n in c["statuses"].items():  # type: ignore[attr-defined]
+                    result.statuses[status] = result.statuses.get(status, 0) + n
         finally:
-            stack.down()
+            collector.send_signal(2)  # SIGINT: uvicorn shuts down cleanly, cProfile writes
+            collector.wait(timeout=60)
+        if profile_to is not None and profile_to.exists():
+            result.profile = _profile_summary(profile_to)
     return result

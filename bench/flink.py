@@ -22,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from jobs.flink.runtime import RunOptions
-from jobs.launch import start_job
-from learnstream.settings import FlinkSettings, KafkaSettings, Settings, StackSettings
-from learnstream.stack import Stack
-from learnstream.stack.procs import free_port
+from jobs.launch import Launcher
+from learnstream.settings import FlinkSettings
+from learnstream.stack.testing import throwaway_stack
+from learnstream.wiring import launcher
 from streams.kafka import make_producer, produce_all, read_to_end
 
 NETWORKS = ["5g_sa", "5g_nsa", "4g", "wifi", "ethernet"]
@@ -106,12 +106,11 @@ class FlinkBench:
         return "\n".join(lines)
 
 
-def _timed_job(settings: Settings, job: str, tag: str) -> float:
+def _timed_job(launch: Launcher, job: str, tag: str) -> float:
     started = time.monotonic()
-    process = start_job(
-        settings, job,
-        RunOptions(start="earliest", bounded=True, group_id=tag, transactional_id_prefix=tag),
-    )  # fmt: skip
+    process = launch.start(
+        job, RunOptions(start="earliest", bounded=True, group_id=tag, transactional_id_prefix=tag)
+    )
     try:
         code = process.wait(900)
     finally:
@@ -121,15 +120,13 @@ def _timed_job(settings: Settings, job: str, tag: str) -> float:
     return time.monotonic() - started
 
 
-def _lag(settings: Settings, rate: int, seconds: int) -> list[float]:
+def _lag(launch: Launcher, rate: int, seconds: int) -> list[float]:
     """Probe lags (s) while the job runs unbounded under ``rate`` events/s of load."""
     from confluent_kafka import Consumer
 
-    bootstrap = settings.kafka.bootstrap_servers
+    bootstrap = launch.kafka.bootstrap_servers
     tag = f"bench-lag-{uuid.uuid4().hex[:8]}"
-    job = start_job(
-        settings, "qos", RunOptions(start="latest", group_id=tag, transactional_id_prefix=tag)
-    )
+    job = launch.start("qos", RunOptions(start="latest", group_id=tag, transactional_id_prefix=tag))
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": tag, "auto.offset.reset": "latest",
         "isolation.level": "read_committed", "enable.auto.commit": False,
@@ -189,16 +186,15 @@ def _drain(consumer, sent: dict[str, float], lags: list[float], timeout: float =
         message = consumer.poll(0)
 
 
-def _simulate(settings: Settings, learners: int) -> int:
+def _simulate(bootstrap: str, learners: int) -> int:
     """A simulated run straight into Kafka; returns the events the completion job reads."""
-    from streams.simulate_send import run_simulation
-    from streams.simulator import SimConfig
+    from streams.simulate import SimConfig, run_simulation
 
     cfg = SimConfig(
         learners=learners, courses=20, rate=0, duration_s=3600, seed=5,
         run_id=uuid.uuid4().hex[:8], start=datetime.now(UTC) - timedelta(hours=2),
     )  # fmt: skip
-    report = run_simulation(settings, cfg, "kafka", None, progress=False)
+    report = run_simulation(cfg, "kafka", bootstrap, progress=False)
     return sum(
         report.sent_by_type.get(kind, 0) for kind in ("video_playback", "quiz_result", "enrollment")
     )
@@ -211,21 +207,15 @@ def run(
     lag_seconds: int = 30,
     completion_learners: int = 2_000,
 ) -> FlinkBench:
-    result = FlinkBench(events, lag_rate)
+    result = FlinkBench(events, lag_rate=lag_rate)
     with tempfile.TemporaryDirectory(prefix="learnstream-bench-flink-") as tmp_name:
         tmp = Path(tmp_name)
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            kafka=KafkaSettings(port=free_port(), controller_port=free_port()),
-            stack=StackSettings(state_dir=tmp / "stack", services=["kafka"]),
-            flink=FlinkSettings(checkpoint_dir=tmp / "checkpoints"),
-        )
-        stack = Stack(settings)
-        stack.up()
-        try:
-            bootstrap = settings.kafka.bootstrap_servers
+        flink = FlinkSettings(checkpoint_dir=tmp / "checkpoints")
+        with throwaway_stack(tmp / "stack", ["kafka"], flink=flink) as stack:
+            launch = launcher(stack.settings)
+            bootstrap = stack.settings.kafka.bootstrap_servers
             for _ in range(rounds):  # the empty input first: nothing on learner.qos yet
-                result.empty_s.append(_timed_job(settings, "qos", f"bench-{uuid.uuid4().hex[:8]}"))
+                result.empty_s.append(_timed_job(launch, "qos", f"bench-{uuid.uuid4().hex[:8]}"))
             producer = make_producer(bootstrap)
             produce_all(producer, "learner.qos", qos_records(events))
             producer.flush(120)
@@ -234,17 +224,13 @@ def run(
                 n = len(read_to_end(bootstrap, ["learner.qos"]))
                 result.read_s.append(time.monotonic() - started)
                 assert n == events, (n, events)
-                result.job_s.append(_timed_job(settings, "qos", f"bench-{uuid.uuid4().hex[:8]}"))
+                result.job_s.append(_timed_job(launch, "qos", f"bench-{uuid.uuid4().hex[:8]}"))
             result.outputs = len(read_to_end(bootstrap, ["qos.agg.1m"])) // rounds
             result.completion_empty_s = _timed_job(
-                settings, "completion", f"bench-{uuid.uuid4().hex[:8]}"
+                launch, "completion", f"bench-{uuid.uuid4().hex[:8]}"
             )
-            result.completion_events = _simulate(settings, completion_learners)
-            result.completion_s = _timed_job(
-                settings, "completion", f"bench-{uuid.uuid4().hex[:8]}"
-            )
+            result.completion_events = _simulate(bootstrap, completion_learners)
+            result.completion_s = _timed_job(launch, "completion", f"bench-{uuid.uuid4().hex[:8]}")
             if lag_seconds:  # last: the job starts at the end of the topic
-                result.lags_s = _lag(settings, lag_rate, lag_seconds)
-        finally:
-            stack.down()
+                result.lags_s = _lag(launch, lag_rate, lag_seconds)
     return result

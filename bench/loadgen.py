@@ -1,6 +1,6 @@
 """Load generator, in a process of its own: POST every batch of a workload file, concurrently.
 
-Usage: python -m learnstream.bench.loadgen URL KEY FILE CONCURRENCY
+Usage: python -m bench.loadgen URL KEY FILE CONCURRENCY
 Prints one JSON line: {"events": n, "seconds": s, "statuses": {...}}.
 """
 

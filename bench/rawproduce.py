@@ -2,7 +2,7 @@
 producer settings the collector uses (idempotent, acks=all), keyed by learner, event time as
 the record timestamp. What the collector adds on top is HTTP, validation and the per-batch wait.
 
-Usage: python -m learnstream.bench.rawproduce BOOTSTRAP FILE
+Usage: python -m bench.rawproduce BOOTSTRAP FILE
 Prints one JSON line: {"events": n, "seconds": s}.
 """
 

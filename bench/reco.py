@@ -18,9 +18,8 @@ from pathlib import Path
 import httpx
 
 from jobs.reco.core import ModelConfig, SignalWeights, biased_mf, interaction_from_event
-from learnstream.settings import KafkaSettings, Settings, StackSettings
-from learnstream.stack import Stack
 from learnstream.stack.procs import free_port
+from learnstream.stack.testing import throwaway_stack
 from streams.kafka import make_producer, produce_all
 
 
@@ -90,24 +89,21 @@ def run(events: int = 30_000, courses: int = 5_000, requests: int = 500) -> Reco
         model.learn_one(it.user, it.item, it.rating)
     result.bare_s = time.perf_counter() - started
 
-    with tempfile.TemporaryDirectory(prefix="learnstream-bench-reco-") as tmp_name:
+    with (
+        tempfile.TemporaryDirectory(prefix="learnstream-bench-reco-") as tmp_name,
+        throwaway_stack(Path(tmp_name) / "stack", ["kafka"]) as stack,
+    ):
         tmp = Path(tmp_name)
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            kafka=KafkaSettings(port=free_port(), controller_port=free_port()),
-            stack=StackSettings(state_dir=tmp / "stack", services=["kafka"]),
-        )
-        stack = Stack(settings)
-        stack.up()
+        bootstrap = stack.settings.kafka.bootstrap_servers
         worker = None
         try:
-            producer = make_producer(settings.kafka.bootstrap_servers)
+            producer = make_producer(bootstrap)
             produce_all(producer, "course.catalog", _catalogue(courses))
             produce_all(producer, "learner.views", records)
             port = free_port()
             env = {
                 **os.environ,
-                "LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+                "LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
                 "LEARNSTREAM_RECO__PORT": str(port),
                 "LEARNSTREAM_RECO__CHECKPOINT_PATH": str(tmp / "reco.pkl"),
                 "LEARNSTREAM_STACK__STATE_DIR": str(tmp / "state"),
@@ -146,5 +142,4 @@ def run(events: int = 30_000, courses: int = 5_000, requests: int = 500) -> Reco
             if worker is not None:
                 worker.terminate()
                 worker.wait(60)
-            stack.down()
     return result

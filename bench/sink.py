@@ -5,8 +5,8 @@ starts (and stops) on free ports under a temporary folder, so nothing else on th
 touched. Simulated events are produced once to the event topics; then, in alternating rounds,
 each into a fresh ClickHouse database:
 
-- **Arrow (baseline):** ``python -m learnstream.bench.sink_arrow`` reads the records, converts
-  them with the sink's own ``rows.convert`` (not timed, reported apart) and inserts one Arrow
+- **Arrow (baseline):** ``python -m bench.sink_arrow`` reads the records, converts
+  them with the sink's own ``tables.convert`` (not timed, reported apart) and inserts one Arrow
   table per ClickHouse table in chunks of 50,000 rows.
 - **Sink:** ``python -m learnstream.cli sinks clickhouse --idle-exit 3`` with a fresh consumer
   group, batches of at most 50,000 rows or 1 s.
@@ -15,11 +15,10 @@ Both are timed the same way, from here: the rows of the raw tables are counted e
 the rate is taken from the first count that shows rows to the first that shows all of them.
 
 **Latency:** a sink runs in steady state (it first catches up on the events above), while a
-producer process writes new events at a fixed rate, stamping ``received_at`` when it produces
-each. Every 100 ms this process selects the rows beyond the highest ``_offset`` it has seen per
-(table, partition) and records ``seen - received_at`` for each.
-
-``python -m learnstream.bench.sink paced BOOTSTRAP TEMPLATES RATE SECONDS`` is that producer.
+producer process (``python -m bench.paced``) writes new events at a fixed rate, stamping
+``received_at`` when it produces each. Every 100 ms this process selects the rows beyond the
+highest ``_offset`` it has seen per (table, partition) and records ``seen - received_at`` for
+each.
 """
 
 from __future__ import annotations
@@ -41,19 +40,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 from clickhouse_connect.driver.client import Client
 
-from learnstream.settings import ClickHouseSettings, KafkaSettings, Settings, StackSettings
-from learnstream.stack import Stack
-from learnstream.stack.procs import free_port
+from bench import ROOT
+from learnstream.stack.testing import throwaway_stack
 from schemas import to_wire
-from schemas.base import format_utc
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrate import RAW_TABLES, migrate
-from streams.simulate_send import run_simulation, timestamp_ms
-from streams.simulator import SimConfig, SimEvent, Simulation, sim_config_from_args
-from streams.topics import TOPIC_FOR_TYPE
+from streams.simulate import SimConfig, SimEvent, Simulation, run_simulation, sim_config_from_args
 
 BATCH_MAX_ROWS = 50_000
 BATCH_MAX_S = 1.0
@@ -232,9 +226,9 @@ def _sim_config(events: int, seed: int) -> SimConfig:
     )
 
 
-def _preproduce(settings: Settings, events: int) -> int:
+def _preproduce(bootstrap: str, events: int) -> int:
     """Simulated events (and the catalogue) to the stack's broker; the valid events delivered."""
-    report = run_simulation(settings, _sim_config(events, seed=1), "kafka", None, progress=False)
+    report = run_simulation(_sim_config(events, seed=1), "kafka", bootstrap, progress=False)
     if report.problems():
         raise RuntimeError("producing the events failed: " + "; ".join(report.problems()))
     return report.accepted
@@ -376,9 +370,9 @@ def _arrow_round(
 ) -> None:
     database, db_dsn = _fresh_database(admin, dsn, "arrow")
     try:
-        cmd = [sys.executable, "-m", "learnstream.bench.sink_arrow", bootstrap, db_dsn]
+        cmd = [sys.executable, "-m", "bench.sink_arrow", bootstrap, db_dsn]
         with log.open("ab") as err:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
         try:
             rate, rows = _watch(admin, database, expected, proc, timeout=900)
             out, _ = proc.communicate(timeout=120)
@@ -463,10 +457,10 @@ def _latency(
         result.latency_backlog_s = time.monotonic() - started
         result.latency_backlog_rows = rows
         seen = _max_offsets(client)
-        cmd = [sys.executable, "-m", "learnstream.bench.sink", "paced", bootstrap,
+        cmd = [sys.executable, "-m", "bench.paced", bootstrap,
                str(templates), str(result.latency_rate), str(result.latency_seconds)]  # fmt: skip
         with (tmp / "producer.log").open("ab") as err:
-            producer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+            producer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
         report: dict[str, float] | None = None
         try:
             ended_at = last_new = math.inf
@@ -514,54 +508,6 @@ def _latency(
         admin.command(f"DROP DATABASE IF EXISTS {database}")
 
 
-def _parse_utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def paced_main(argv: list[str]) -> None:
-    """The latency producer: templates re-stamped (event_id, occurred_at, received_at = now)
-    and produced at ``rate`` events/s for ``seconds``. Prints one JSON line."""
-    from streams.kafka import DeliveryReport, make_producer
-
-    bootstrap, path, rate, seconds = argv[0], Path(argv[1]), int(argv[2]), float(argv[3])
-    templates = []
-    for line in path.read_bytes().splitlines():
-        event = orjson.loads(line)
-        occurred = _parse_utc(event["occurred_at"])
-        deadline = event.get("deadline_at")
-        lead = _parse_utc(deadline) - occurred if deadline else None
-        templates.append((TOPIC_FOR_TYPE[event["type"]], event["learner_id"].encode(), event, lead))
-    producer = make_producer(bootstrap)
-    delivery = DeliveryReport()
-    total = round(rate * seconds)
-    sent = 0
-    started = time.monotonic()
-    while sent < total:
-        due = min(total, int((time.monotonic() - started) * rate) + 1)
-        while sent < due:
-            topic, key, template, lead = templates[sent % len(templates)]
-            now = datetime.now(UTC)
-            stamp = format_utc(now)
-            event = {**template, "event_id": str(uuid.uuid4()), "occurred_at": stamp,
-                     "received_at": stamp}  # fmt: skip
-            if lead is not None:
-                event["deadline_at"] = format_utc(now + lead)
-            while True:
-                try:
-                    producer.produce(topic, value=orjson.dumps(event), key=key,
-                                     timestamp=timestamp_ms(now), on_delivery=delivery)  # fmt: skip
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-            sent += 1
-        producer.poll(0)
-        time.sleep(max(0.0, started + sent / rate - time.monotonic()))
-    elapsed = time.monotonic() - started
-    left = producer.flush(60)
-    print(json.dumps({"sent": sent, "delivered": delivery.delivered, "seconds": elapsed,
-                      "failed": len(delivery.failed) + left}), flush=True)  # fmt: skip
-
-
 # -- the benchmark ---------------------------------------------------------------------------------
 
 
@@ -578,17 +524,9 @@ def run(
         tempfile.TemporaryDirectory(prefix="learnstream-bench-sink-") as tmp_name,
     ):
         tmp = Path(tmp_name)
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            kafka=KafkaSettings(port=free_port(), controller_port=free_port()),
-            clickhouse=ClickHouseSettings(port=free_port()),
-            stack=StackSettings(state_dir=tmp / "stack", services=["kafka", "clickhouse"]),
-        )
-        stack = Stack(settings)
-        stack.up()
-        try:
-            bootstrap, dsn = settings.kafka.bootstrap_servers, settings.clickhouse.dsn
-            produced = _preproduce(settings, events)
+        with throwaway_stack(tmp / "stack", ["kafka", "clickhouse"]) as stack:
+            bootstrap, dsn = stack.settings.kafka.bootstrap_servers, stack.settings.clickhouse.dsn
+            produced = _preproduce(bootstrap, events)
             result = SinkBench(produced, rounds, latency_rate, latency_seconds)
             admin = connect(dsn)
             try:
@@ -600,8 +538,6 @@ def run(
                 _latency(admin, dsn, bootstrap, produced, tmp, result)
             finally:
                 admin.close()
-        finally:
-            stack.down()
     return result
 
 
@@ -623,7 +559,7 @@ def _terminate_cleanly() -> Iterator[None]:
 
 
 def _profile_round(admin: Client, dsn: str, bootstrap: str, expected: int, tmp: Path) -> str:
-    from learnstream.bench.collector import _profile_summary
+    from bench.collector import _profile_summary
 
     database, db_dsn = _fresh_database(admin, dsn, "profile")
     profile_to, log = tmp / "sink.prof", tmp / "sink-profile.log"
@@ -636,9 +572,3 @@ def _profile_round(admin: Client, dsn: str, bootstrap: str, expected: int, tmp: 
     finally:
         admin.command(f"DROP DATABASE IF EXISTS {database}")
     return _profile_summary(profile_to) if profile_to.exists() else ""
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["paced"]:
-        raise SystemExit("usage: python -m learnstream.bench.sink paced BOOTSTRAP FILE RATE SECS")
-    paced_main(sys.argv[2:])

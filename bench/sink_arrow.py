@@ -2,12 +2,12 @@
 straight into ClickHouse as Arrow, with nothing of the sink around them.
 
 It reads every record of the event topics, converts each with the sink's own
-:func:`sinks.clickhouse.rows.convert`, builds one Arrow table per ClickHouse table (columns in
-:data:`~sinks.clickhouse.rows.COLUMNS` order, Arrow types from the table's ClickHouse types) and
+:func:`sinks.clickhouse.tables.convert`, builds one Arrow table per ClickHouse table (columns in
+:data:`~sinks.clickhouse.tables.COLUMNS` order, Arrow types from the table's ClickHouse types) and
 then inserts them with ``client.insert_arrow`` in chunks of 50,000 rows. Only the inserts are
 timed; reading and converting are reported separately.
 
-Usage: python -m learnstream.bench.sink_arrow BOOTSTRAP DSN
+Usage: python -m bench.sink_arrow BOOTSTRAP DSN
 (``DSN`` names a fresh, migrated database: ``http://host:port/<database>``.)
 Prints one JSON line: ``{"rows", "per_table", "read_s", "convert_s", "arrow_s", "insert_s",
 "inserts", "first_to_last_s", "rows_after_first"}``.
