@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import clickhouse_connect
@@ -11,6 +12,11 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from schemas.errors import ClickHouseUnreachable
 from sinks.clickhouse.settings import redacted
+
+# clickhouse-connect warns "Unexpected Http Driver Exception" (with a urllib3 traceback) on every
+# failed connection before it raises; the caller says plainly what is down instead. Its records
+# still reach a service's log when logging is configured; without that, they stay off the console.
+logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
 
 
 def connect(dsn: str, **kwargs: Any) -> Client:
