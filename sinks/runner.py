@@ -235,7 +235,8 @@ class SinkRunner:
             )
             idle_since: float | None = None  # counted from the first assignment on
             while not self.stop_event.is_set():
-                messages = self.consumer.consume(num_messages=5000, timeout=0.2)
+                room = self.settings.batch_max_rows - len(self.batch.records)
+                messages = self.consumer.consume(num_messages=max(1, min(5000, room)), timeout=0.2)
                 for msg in messages:
                     if msg.error():
                         raise KafkaException(msg.error())
