@@ -43,6 +43,14 @@ def test_analytics_doc_has_at_least_12_named_queries_and_no_unnamed_sql() -> Non
     assert text.count("```sql") == len(names), "every sql block needs a <!-- query: … --> line"
 
 
+def test_analytics_doc_shows_exactly_the_packaged_ready_queries() -> None:
+    """`learnstream sql --ready` runs the queries shipped in sinks/clickhouse/ready/; the doc
+    shows each of them, to the character."""
+    from sinks.clickhouse.queries import ready_queries
+
+    assert dict(doc_queries()) == ready_queries()
+
+
 def test_analytics_queries_never_read_raw_dead_letters() -> None:
     for name, sql in doc_queries():
         assert not re.search(r"\bdlq\b(?!_)", sql), f"{name} reads the dlq table"

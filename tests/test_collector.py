@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from schemas import EVENT_TYPES, format_utc, parse_event
+from streams.kafka import read_to_end
 from streams.topics import TOPIC_FOR_TYPE
 from tests.collector_fixtures import (
     BROWSER_KEY,
@@ -149,6 +151,31 @@ def test_collector_control_character_in_an_id_is_invalid_counted_and_dead_letter
     assert json.loads(letters[0]["raw"])["learner_id"] == bad["learner_id"]  # kept verbatim
     found = records_by_event_id(collector.bootstrap, EVENT_TOPICS)
     assert len(found[good["event_id"]]) == 1 and bad["event_id"] not in found
+
+
+def test_collector_publishes_its_health_in_the_shared_pipeline_metrics_shape(
+    stack, tmp_path: Path
+) -> None:
+    from schemas.derived import PipelineMetrics
+
+    bootstrap = stack.settings.kafka.bootstrap_servers
+    running = start_collector(
+        {"LEARNSTREAM_COLLECTOR__METRICS_INTERVAL_S": "0.5"}, bootstrap, tmp_path / "c.log"
+    )
+    port = running.url.rsplit(":", 1)[1]
+    try:
+        assert running.post("/v1/events", [example("course_viewed")] * 1).status_code == 200
+        time.sleep(2)
+    finally:
+        stop_collector(running)
+    mine = [
+        PipelineMetrics.model_validate_json(r.value)
+        for r in read_to_end(bootstrap, ["pipeline.metrics"])
+        if json.loads(r.value).get("instance", "").endswith(f":{port}")
+    ]
+    assert mine and all(m.service == "collector" and m.lag is None for m in mine)
+    assert sum(m.in_per_s * m.interval_s for m in mine) == pytest.approx(1)
+    assert mine[-1].extra["totals"]["accepted"] == 1
 
 
 def test_collector_request_faults_get_their_codes_and_no_dead_letter(

@@ -22,6 +22,7 @@ from learnstream.stack import Stack
 from learnstream.stack.procs import free_port
 from schemas import to_wire
 from schemas.base import Money
+from schemas.derived import PipelineMetrics, RecoReport
 from schemas.events import CourseViewed, Enrollment
 from streams.catalog import publish_catalog
 from streams.kafka import make_producer, produce_all, read_to_end
@@ -148,6 +149,25 @@ def test_reco_app_learns_serves_and_checkpoints(stack: Stack, worker: Worker) ->
         "biased_mf", "feature_fm", "popularity"
     }  # fmt: skip
     assert report["models"]["biased_mf"]["n"] > 0
+    RecoReport.model_validate_json(json.dumps(report))
+
+    def own_health() -> PipelineMetrics | None:  # the app's health, in the shared shape
+        assert worker.process is not None
+        mine = [
+            health
+            for health in (
+                PipelineMetrics.model_validate_json(r.value)
+                for r in read_to_end(bootstrap, ["pipeline.metrics"])
+                if json.loads(r.value).get("service") == "reco"
+            )
+            if health.instance.endswith(f"-{worker.process.pid}") and health.lag_by_partition
+        ]
+        return mine[-1] if mine else None
+
+    health = worker.wait_for(own_health)
+    assert health.group == worker.env["LEARNSTREAM_RECO__GROUP_ID"]
+    assert health.lag == sum(health.lag_by_partition.values()) >= 0
+    assert all(k.split("/")[0].startswith("learner.") for k in health.lag_by_partition)
 
     worker.stop()
     model, offsets = Recommender.load(worker.checkpoint)
