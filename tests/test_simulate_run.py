@@ -12,7 +12,7 @@ import pytest
 
 from schemas import parse_event
 from streams.kafka import read_to_end
-from streams.simulate import run_simulation, sim_config_from_args
+from streams.simulate import SimConfig, SimReport, run_simulation, sim_config_from_args
 from streams.topics import COURSE_CATALOG, TOPIC_FOR_TYPE
 from tests.collector_fixtures import SERVER_KEY, Collector, dead_letters, records_by_event_id
 from tests.conftest import ROOT
@@ -21,13 +21,9 @@ pytestmark = [pytest.mark.slow]
 EVENT_TOPICS = sorted(set(TOPIC_FOR_TYPE.values()))
 
 
-def test_simulated_run_via_http_accepted_equals_records_with_no_loss_or_duplicates(
-    collector: Collector,
-) -> None:
-    cfg = sim_config_from_args(
-        learners=40, courses=4, rate=0, duration=600, seed=11, bad_fraction=0.05, deadline_s=300
-    )
-    report = run_simulation(
+def through(collector: Collector, cfg: SimConfig) -> SimReport:
+    """The simulated run, sent through the collector with a server key."""
+    return run_simulation(
         cfg,
         "http",
         collector.bootstrap,
@@ -35,6 +31,15 @@ def test_simulated_run_via_http_accepted_equals_records_with_no_loss_or_duplicat
         api_key=SERVER_KEY,
         progress=False,
     )
+
+
+def test_simulated_run_via_http_accepted_equals_records_with_no_loss_or_duplicates(
+    collector: Collector,
+) -> None:
+    cfg = sim_config_from_args(
+        learners=40, courses=4, rate=0, duration=600, seed=11, bad_fraction=0.05, deadline_s=300
+    )
+    report = through(collector, cfg)
     assert report.problems() == []
     assert report.accepted == len(report.event_ids) == sum(report.sent_by_type.values())
     assert report.accepted > 500
@@ -83,14 +88,7 @@ def test_simulated_bad_payloads_each_leave_one_dead_letter_of_their_kind(
         run_id="bad-run-" + os.urandom(4).hex(),
     )
     before = collections.Counter(d["reason"] for d in dead_letters(collector.bootstrap))
-    report = run_simulation(
-        cfg,
-        "http",
-        collector.bootstrap,
-        collector_url=collector.url,
-        api_key=SERVER_KEY,
-        progress=False,
-    )
+    report = through(collector, cfg)
     after = collections.Counter(d["reason"] for d in dead_letters(collector.bootstrap))
     assert after - before == collections.Counter(report.bad_by_kind)
     assert set(report.bad_by_kind) == {"malformed_json", "unknown_type", "invalid"}
