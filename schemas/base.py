@@ -15,6 +15,7 @@ from pydantic import (
     PlainSerializer,
     StringConstraints,
 )
+from pydantic_core import ErrorDetails
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
@@ -44,27 +45,33 @@ UtcDatetime = Annotated[
 # Identifiers (learner, course, session, video, …): 1 to 128 printable characters. Control
 # characters (U+0000-U+001F, U+007F-U+009F) and the line and paragraph separators U+2028/U+2029
 # are refused: they break logs, CSV exports, URLs and terminal output, and are never part of a
-# real id. Any other Unicode character is allowed (docs/events.md, "Identifiers").
+# real id. Any other Unicode character is allowed (docs/events.md, "Identifiers"). The check is
+# a pattern, run by pydantic-core for every id of every event; :func:`readable` turns its
+# failure into a message a person can act on.
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-ID_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]{1,128}$"
-
-
-def _printable_id(value: str) -> str:
-    found = ID_FORBIDDEN.search(value)
-    if found:
-        raise ValueError(
-            f"ids must be printable: control character U+{ord(found.group()):04X} at position "
-            f"{found.start()}"
-        )
-    return value
-
 
 Id = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=128, strip_whitespace=False),
-    AfterValidator(_printable_id),
-    Field(json_schema_extra={"pattern": ID_PATTERN}),
+    StringConstraints(min_length=1, max_length=128, strip_whitespace=False, pattern=ID_PATTERN),
 ]
+
+
+def readable(error: ErrorDetails, with_input: bool = True) -> str:
+    """One validation error's message, for people: an id's control character is named with
+    its code point and position (only when ``with_input``: the value may hold a learner id)."""
+    if (
+        error["type"] == "string_pattern_mismatch"
+        and error.get("ctx", {}).get("pattern") == ID_PATTERN
+    ):
+        found = ID_FORBIDDEN.search(error["input"]) if with_input else None
+        if found:
+            where = f"U+{ord(found.group()):04X} at position {found.start()}"
+            return f"ids must be printable: control character {where}"
+        return "ids must be printable: no control characters"
+    return error["msg"].removeprefix("Value error, ")
+
+
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 _DIGITS = re.compile(r"^[0-9]{1,78}$")

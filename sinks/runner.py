@@ -10,8 +10,10 @@ A destination (ClickHouse tables, the escrow contract, …) implements a few hoo
   own state (``resume``); the group's committed offset wins when it is further (records that
   wrote nothing). Records the destination already holds are never handed over again, so a crash
   between a write and its commit does not write twice.
-- **Batches** are bounded by records and by time. ``write_batch`` writes one; the offsets are
-  committed only after it (and ``flush``) succeeded and the batch's dead letters are in the DLQ.
+- **Batches** are bounded by records and by time. ``prepare`` sees records as they join a batch
+  (per-record work overlaps the fetching of the next ones); ``write_batch`` writes the batch; the
+  offsets are committed only after it (and ``flush``) succeeded and the batch's dead letters are
+  in the DLQ.
 - **Outages.** A write that raises is retried with exponential backoff, with the partitions
   paused, so memory holds one batch however long the destination is away. A retry hands over the
   same :class:`Batch`; a destination that writes in steps keeps what it finished in
@@ -41,7 +43,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
@@ -57,8 +59,9 @@ log = logging.getLogger(__name__)
 Partition = tuple[str, int]  # (topic, partition)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One Kafka record (a named tuple: the runner makes one for every record it reads)."""
+
     topic: str
     partition: int
     offset: int
@@ -94,11 +97,15 @@ class Batch:
     started: float = field(default_factory=time.monotonic)
     state: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, record: Record) -> None:
-        if not self.next_offsets:
+    def extend(self, records: list[Record]) -> dict[Partition, int]:
+        """Add records (in offset order per partition); returns the next offset of each
+        partition they cover."""
+        if records and not self.next_offsets:
             self.started = time.monotonic()  # the time bound counts from the first record
-        self.next_offsets[(record.topic, record.partition)] = record.offset + 1
-        self.records.append(record)
+        ends = {(r.topic, r.partition): r.offset + 1 for r in records}
+        self.next_offsets.update(ends)
+        self.records.extend(records)
+        return ends
 
     def drop_partitions(self, gone: Iterable[Partition]) -> None:
         """Forget records of revoked partitions: not written, not committed, nothing lost."""
@@ -126,6 +133,12 @@ class Destination(ABC):
     def resume(self, partitions: Sequence[Partition]) -> Mapping[Partition, int | None]:
         """The next offset to read of each partition by the destination's own state (None:
         nothing of it is held)."""
+
+    def prepare(self, batch: Batch, records: Sequence[Record]) -> None:  # noqa: B027 (optional)
+        """Per-record work for ``records``, which just joined ``batch`` (conversion, say), done
+        while the next records are fetched instead of at flush; results go in ``batch.state``.
+        A batch whose partitions were revoked loses its state: ``write_batch`` must then be
+        able to do the work itself."""
 
     @abstractmethod
     def write_batch(self, batch: Batch) -> Written:
@@ -237,10 +250,7 @@ class SinkRunner:
             while not self.stop_event.is_set():
                 room = self.settings.batch_max_rows - len(self.batch.records)
                 messages = self.consumer.consume(num_messages=max(1, min(5000, room)), timeout=0.2)
-                for msg in messages:
-                    if msg.error():
-                        raise KafkaException(msg.error())
-                    self._add(msg)
+                self._take(messages)
                 # its own pipeline.metrics records do not count as work, or it never idles
                 busy = any(m.topic() != PIPELINE_METRICS.name for m in messages)
                 if busy or (idle_since is None and self.assigned):
@@ -271,13 +281,18 @@ class SinkRunner:
             for r in read_to_end(self.bootstrap_servers, list(self.destination.read_whole))
         ]
 
-    def _add(self, msg: Any) -> None:
-        record = Record(
-            msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()[1]
-        )
-        self.batch.add(record)
-        self.positions[(record.topic, record.partition)] = record.offset + 1
-        self.stats.records += 1
+    def _take(self, messages: list[Any]) -> None:
+        for msg in messages:
+            if msg.error():
+                raise KafkaException(msg.error())
+        records = [
+            Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1])
+            for m in messages
+        ]
+        self.positions.update(self.batch.extend(records))
+        self.stats.records += len(records)
+        if records:
+            self.destination.prepare(self.batch, records)
 
     def _due(self) -> bool:
         if not self.batch.next_offsets:

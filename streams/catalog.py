@@ -10,6 +10,7 @@ from confluent_kafka import Producer
 from pydantic import ValidationError
 
 from schemas import Course, to_wire
+from schemas.base import readable
 from streams.kafka import produce_all
 from streams.topics import COURSE_CATALOG
 
@@ -55,7 +56,7 @@ def describe_course(error: ValidationError) -> str:
     parts = []
     for e in error.errors()[:8]:
         loc = ".".join(str(p) for p in e["loc"]) or "course"
-        parts.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
+        parts.append(f"{loc}: {readable(e)}")
     return "; ".join(parts)
 
 

@@ -18,6 +18,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import EVENT_ADAPTER, EVENT_TYPES, Event, format_utc
+from schemas.base import readable
 from schemas.dlq import DeadLetter, Reason
 from streams.collector.settings import CollectorSettings
 from streams.topics import TOPIC_FOR_TYPE
@@ -66,7 +67,7 @@ def describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors()[:MAX_ERRORS_SHOWN]:
         loc = ".".join(str(p) for p in item["loc"][1:] if p != "function-after") or "event"
-        parts.append(f"{loc}: {item['msg'].removeprefix('Value error, ')}")
+        parts.append(f"{loc}: {readable(item)}")
     more = error.error_count() - MAX_ERRORS_SHOWN
     if more > 0:
         parts.append(f"… and {more} more")

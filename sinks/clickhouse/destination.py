@@ -12,8 +12,9 @@ table, with an exactly-once effect.
   index, ``_inserted_at`` through a minmax index). So every raw table and every view counts an
   ``event_id`` once, without ``FINAL``, across collector and sink restarts. ReplacingMergeTree on
   the same key stays as the backstop for copies further apart than the horizon.
-- **Steps:** a batch is converted once and inserted table by table; a retry after an outage
-  continues with the tables not yet inserted (``batch.state``).
+- **Steps:** records are converted as they join the batch (``prepare``, while the runner fetches
+  the next ones), and the batch is inserted table by table; a retry after an outage continues
+  with the tables not yet inserted (``batch.state``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from clickhouse_connect.driver.client import Client
 from sinks.clickhouse.rows import Row, RowError, pseudonymizer
 from sinks.clickhouse.settings import ClickHouseSettings
 from sinks.clickhouse.tables import BY_TABLE, COLUMNS, TABLE_FOR_TOPIC, convert
-from sinks.runner import Batch, Destination, Partition, Rejection, Written
+from sinks.runner import Batch, Destination, Partition, Record, Rejection, Written
 
 SERVICE = "sink-clickhouse"
 
@@ -75,21 +76,35 @@ class ClickHouseDestination(Destination):
                     out[(t, p)] = stored[p] + 1 if p in stored else None
         return out
 
+    def prepare(self, batch: Batch, records: Sequence[Record]) -> None:
+        """Convert records to rows as they join the batch, while the runner fetches the next
+        ones; ``write_batch`` then only inserts."""
+        if batch.state.get("prepared", 0) + len(records) != len(batch.records):
+            return  # the batch changed under us (a revoke): write_batch converts it whole
+        rows, rejected = (
+            batch.state.setdefault("rows", defaultdict(list)),
+            batch.state.setdefault("rejected", []),
+        )
+        self._convert(records, rows, rejected)
+        batch.state["prepared"] = len(batch.records)
+
     def write_batch(self, batch: Batch) -> Written:
-        if "rows" not in batch.state:
-            batch.state["rows"], batch.state["rejected"] = self._convert(batch)
-            batch.state["done"] = {}
-        rows: dict[str, list[Row]] = batch.state["rows"]
-        done: dict[str, int] = batch.state["done"]
-        for table, table_rows in rows.items():
+        if batch.state.get("prepared") != len(batch.records):
+            batch.state.clear()
+            rows: dict[str, list[Row]] = defaultdict(list)
+            rejected: list[Rejection] = []
+            self._convert(batch.records, rows, rejected)
+            batch.state.update(rows=rows, rejected=rejected, prepared=len(batch.records))
+        done: dict[str, int] = batch.state.setdefault("done", {})
+        for table, table_rows in batch.state["rows"].items():
             if table not in done:
                 done[table] = self._insert(table, table_rows)
         return Written(rejected=batch.state["rejected"], counts=dict(done))
 
-    def _convert(self, batch: Batch) -> tuple[dict[str, list[Row]], list[Rejection]]:
-        rows: dict[str, list[Row]] = defaultdict(list)
-        rejected: list[Rejection] = []
-        for record in batch.records:
+    def _convert(
+        self, records: Sequence[Record], rows: dict[str, list[Row]], rejected: list[Rejection]
+    ) -> None:
+        for record in records:
             try:
                 row = convert(
                     record.topic, record.partition, record.offset, record.value, self.pseudonymize
@@ -99,7 +114,6 @@ class ClickHouseDestination(Destination):
                 continue
             if row is not None:
                 rows[TABLE_FOR_TOPIC[record.topic]].append(row)
-        return rows, rejected
 
     def _insert(self, table: str, rows: list[Row]) -> int:
         """Insert the rows that are new (see the module docstring); returns how many."""
@@ -118,6 +132,8 @@ class ClickHouseDestination(Destination):
         for row in rows:
             first.setdefault(row[0], row)
         started = time.perf_counter()
+        # Binding the ids costs clickhouse-connect about 4 µs each on the client (it formats
+        # every value in Python); see BENCHMARKS.md for what the lookup costs the sink.
         held = self.client.query(
             f"SELECT DISTINCT event_id FROM `{table}` "  # noqa: S608 (a registry name)
             "WHERE event_id IN {ids:Array(UUID)} "

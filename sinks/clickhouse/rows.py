@@ -19,6 +19,8 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from schemas.base import readable
+
 Pseudonymize = Callable[[str], str]
 Row = list[object]
 # A column's value check: (value, column name) -> the value, or _Invalid
@@ -83,7 +85,7 @@ def dlq_reason(exc: ValidationError) -> str:
 def describe(exc: ValidationError) -> str:
     # Locations and messages only: the input values may hold a learner id.
     return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or '(record)'}: {e['msg']}"
+        f"{'.'.join(map(str, e['loc'])) or '(record)'}: {readable(e, with_input=False)}"
         for e in exc.errors(include_input=False, include_url=False)
     )
 

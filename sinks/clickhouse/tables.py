@@ -12,9 +12,9 @@ Adding an event type takes its model (``schemas/``), its topic (``streams/topics
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from operator import attrgetter
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -44,25 +44,60 @@ KAFKA_COLUMNS = ("_topic", "_partition", "_offset")
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its name, how its value is read from the parsed record, and the check of a
-    value the model allows but the column cannot hold."""
+    """One column: its name, where its value comes from (the record's attribute ``path``, or a
+    function ``get`` of the record) and the check of a value the model allows but the column
+    cannot hold."""
 
     name: str
-    get: Callable[[Any], object]
+    path: str | None = None
+    get: Callable[[Any], object] | None = None
     check: Check | None = None
 
 
 def col(name: str, path: str | None = None, check: Check | None = None) -> Column:
     """A column read from the attribute ``path`` (dotted; default: the column's name)."""
-    return Column(name, attrgetter(path or name), check)
+    path = path or name
+    if not _PATH.match(path):
+        raise ValueError(f"column {name}: {path!r} is not an attribute path")
+    return Column(name, path=path, check=check)
 
 
 def computed(name: str, get: Callable[[Any], object], check: Check | None = None) -> Column:
-    return Column(name, get, check)
+    return Column(name, get=get, check=check)
 
+
+_PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
 
 # The learner_key column: the learner id through the sink's pseudonym function.
-LEARNER_KEY = Column("learner_key", attrgetter("learner_id"), None)
+LEARNER_KEY = Column("learner_key", path="learner_id")
+
+RowBuilder = Callable[[Any, Pseudonymize], Row]
+
+
+def _row_builder(columns: Sequence[Column]) -> RowBuilder:
+    """One function that builds a table's row from a parsed record, compiled once from the
+    declaration (as ``dataclasses`` compiles ``__init__``). It runs for every record the sink
+    stores: a loop over column objects costs about 0.6 µs a column, the compiled list display
+    a tenth of that. Only attribute paths checked by ``_PATH`` and column names (as string
+    literals) go into the source; functions are passed in by name."""
+    env: dict[str, Any] = {}
+    items = []
+    for i, column in enumerate(columns):
+        if column is LEARNER_KEY:
+            items.append("ps(r.learner_id)")
+            continue
+        if column.get is not None:
+            env[f"get{i}"] = column.get
+            expr = f"get{i}(r)"
+        else:
+            expr = f"r.{column.path}"
+        if column.check is not None:
+            env[f"check{i}"] = column.check
+            expr = f"check{i}({expr}, {column.name!r})"
+        items.append(expr)
+    source = "def row(r, ps):\n    return [" + ", ".join(items) + "]\n"
+    exec(compile(source, "<table row>", "exec"), env)  # noqa: S102 (source built above)
+    return env["row"]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -80,6 +115,10 @@ class Table:
     columns: tuple[Column, ...]
     event_type: str | None = None
     tombstones: bool = False
+    build: RowBuilder = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "build", _row_builder(self.columns))
 
     @property
     def column_names(self) -> list[str]:
@@ -95,15 +134,7 @@ class Table:
         record = self.parse(value, topic)
         if record is None:
             return None
-        out: Row = []
-        for column in self.columns:
-            value_ = column.get(record)
-            if column is LEARNER_KEY:
-                value_ = pseudonymize(value_)  # type: ignore[arg-type]
-            elif column.check is not None:
-                value_ = column.check(value_, column.name)
-            out.append(value_)
-        return out
+        return self.build(record, pseudonymize)
 
 
 # --- event tables -------------------------------------------------------------------------------
