@@ -108,15 +108,8 @@ class FlinkBench:
 
 def _timed_job(launch: Launcher, job: str, tag: str) -> float:
     started = time.monotonic()
-    process = launch.start(
-        job, RunOptions(start="earliest", bounded=True, group_id=tag, transactional_id_prefix=tag)
-    )
-    try:
-        code = process.wait(900)
-    finally:
-        process.stop()
-    if code != 0:
-        raise RuntimeError(f"{job} exited {code}:\n{process.log_tail(40)}")
+    options = RunOptions(start="earliest", bounded=True, group_id=tag, transactional_id_prefix=tag)
+    launch.run_to_end(job, options, timeout=900)
     return time.monotonic() - started
 
 

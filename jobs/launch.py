@@ -26,6 +26,7 @@ from jobs.flink.runtime import (
     latest_checkpoint,
 )
 from jobs.flink.settings import FlinkSettings
+from schemas.errors import LearnstreamError
 from streams.settings import KafkaSettings
 
 JOBS = ("qos", "completion")
@@ -34,6 +35,10 @@ JOBS = ("qos", "completion")
 # embedded interpreter of thread mode does not see through its .pth file) goes on the job's
 # PYTHONPATH; an installed package is found in the Flink environment's own site-packages.
 PACKAGES_ROOT = Path(jobs.__file__).resolve().parent.parent
+
+
+class JobFailedError(LearnstreamError):
+    """A bounded job exited with an error; the message carries the tail of its log."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,18 @@ class Launcher:
         )
         return JobProcess(job, process, log_path, log)
 
+    def run_to_end(self, job: str, options: RunOptions, timeout: float = 600.0) -> JobProcess:
+        """Run a bounded job and wait until it has ended and committed its output; raises
+        :class:`JobFailedError` with its log's tail when it fails."""
+        process = self.start(job, options)
+        try:
+            code = process.wait(timeout)
+        finally:
+            process.stop()  # a no-op when it ended by itself
+        if code != 0:
+            raise JobFailedError(f"flink job {job} exited {code}:\n{process.log_tail(40)}")
+        return process
+
 
 @dataclass
 class JobProcess:
@@ -176,4 +193,4 @@ class JobProcess:
             self._log = None
 
 
-__all__ = ["JOBS", "JobProcess", "Launcher"]
+__all__ = ["JOBS", "JobFailedError", "JobProcess", "Launcher"]

@@ -46,13 +46,7 @@ def run_flink_jobs(settings: Settings, echo: Callable[[str], None]) -> None:
 
     launch = launcher(settings)
     for job in ("qos", "completion"):
-        process = launch.start(job, RunOptions(bounded=True))
-        try:
-            code = process.wait(600)
-        finally:
-            process.stop()
-        if code != 0:
-            raise LearnstreamError(f"demo: flink job {job} exited {code}:\n{process.log_tail(30)}")
+        process = launch.run_to_end(job, RunOptions(bounded=True))
         echo(f"flink {job}: done (log {process.log_path})")
     counts = {
         topic: len(read_to_end(settings.kafka.bootstrap_servers, [topic]))

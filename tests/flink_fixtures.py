@@ -29,13 +29,7 @@ def job_settings(base: Settings, state_dir: Path, **flink: Any) -> Settings:
 def run_to_end(settings: Settings, job: str, **options: Any) -> JobProcess:
     """Run ``job`` bounded (to the offsets that are the latest now) and wait until it is done
     and its output committed."""
-    process = launcher(settings).start(job, RunOptions(bounded=True, **options))
-    try:
-        code = process.wait(JOB_TIMEOUT_S)
-    finally:
-        process.stop()  # a no-op when it ended by itself
-    assert code == 0, f"{job} exited {code}:\n{process.log_tail(60)}"
-    return process
+    return launcher(settings).run_to_end(job, RunOptions(bounded=True, **options), JOB_TIMEOUT_S)
 
 
 def read_json(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
