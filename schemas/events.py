@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Literal
 
@@ -20,6 +21,8 @@ from schemas.base import (
 
 NetworkType = Literal["5g_sa", "5g_nsa", "4g", "3g", "wifi", "ethernet", "unknown"]
 Platform = Literal["ios", "android", "web", "desktop", "smart_tv", "server", "other"]
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+ZERO_ADDRESS = "0x" + "0" * 40
 
 
 class Client(Strict):
@@ -183,10 +186,34 @@ class QuizResult(Envelope):
 
 
 class Escrow(Strict):
-    """What a pay-by-completion enrollment deposits, and where a refund goes."""
+    """What a pay-by-completion enrollment deposits, in which asset, and where a refund goes.
 
-    deposit_wei: Wei
+    ``asset`` is ``"ETH"`` or the address of an ERC-20 token; ``deposit_wei`` is in that
+    asset's base units (wei for ETH, the token's smallest unit otherwise: 6 decimals for a
+    typical stablecoin). These are the terms pinned at deposit.
+    """
+
+    deposit_wei: Wei = Field(
+        description="The deposit in the asset's base units (wei for ETH), as a string of digits"
+    )
     refund_address: Address
+    asset: Literal["ETH"] | Address = Field(
+        "ETH", description='"ETH", or the address of the ERC-20 token deposited'
+    )
+
+    @field_validator("asset", mode="before")
+    @classmethod
+    def _known_asset(cls, value: object) -> object:
+        if value == "ETH":
+            return value
+        if not isinstance(value, str) or not ADDRESS.fullmatch(value):
+            raise ValueError(
+                f'asset must be "ETH" or an ERC-20 token address (0x and 40 hex digits), '
+                f"got {value!r:.80}"
+            )
+        if value == ZERO_ADDRESS:
+            raise ValueError('asset 0x000…0 is not a token: use "ETH" for ether')
+        return value
 
 
 class Enrollment(Envelope):

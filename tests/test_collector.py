@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from schemas import EVENT_TYPES, format_utc, parse_event
+from schemas import EVENT_TYPES, Enrollment, format_utc, parse_event, xapi
+from streams.collector.app import create_app
+from streams.collector.auth import hash_key
+from streams.collector.settings import CollectorSettings
+from streams.delivery import AsyncProducer, Record
 from streams.kafka import read_to_end
 from streams.topics import TOPIC_FOR_TYPE
 from tests.collector_fixtures import (
@@ -222,6 +228,100 @@ def test_collector_browser_key_works_from_its_origin_and_server_keys_do_not(
     assert server.status_code == 403
 
 
+def forbidden_count(collector: Collector) -> int:
+    return int(httpx.get(collector.url + "/healthz").json()["counters"]["forbidden"])
+
+
+def test_collector_enrollment_from_a_browser_key_is_403_counted_and_nothing_is_written(
+    collector: Collector,
+) -> None:
+    token = uuid.uuid4().hex
+    viewed = example("course_viewed", learner_id=token)
+    enrollment = example("enrollment", learner_id=token)
+    before = forbidden_count(collector)
+    mixed = collector.post(
+        "/v1/events", [viewed, enrollment], key=BROWSER_KEY, headers={"Origin": BROWSER_ORIGIN}
+    )
+    assert mixed.status_code == 403, mixed.text
+    body = mixed.json()
+    assert body["error"] == "forbidden"
+    assert "accepted only from server clients" in body["detail"]
+    assert "'web-player' is a browser client" in body["detail"]
+    # the same key without an Origin (a script holding a browser key): the same answer
+    alone = collector.post("/v1/events", enrollment, key=BROWSER_KEY)
+    assert alone.status_code == 403
+    # an invalid enrollment is still an enrollment: refused before validation
+    broken = collector.post("/v1/events", {**enrollment, "price": "free"}, key=BROWSER_KEY)
+    assert broken.status_code == 403
+    assert forbidden_count(collector) == before + 3
+    metrics = httpx.get(collector.url + "/metrics").text
+    assert f'learnstream_collector_events_total{{outcome="forbidden"}} {before + 3}' in metrics
+    found = records_by_event_id(collector.bootstrap, EVENT_TOPICS)
+    assert viewed["event_id"] not in found and enrollment["event_id"] not in found
+    assert not [d for d in dead_letters(collector.bootstrap) if token in d["raw"]]
+
+
+def test_collector_enrollment_from_a_server_key_is_accepted(collector: Collector) -> None:
+    enrollment = example("enrollment")
+    reply = collector.post("/v1/events", [enrollment, example("course_viewed")])
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["accepted"] == 2
+    records = records_by_event_id(collector.bootstrap, EVENT_TOPICS)[enrollment["event_id"]]
+    stored = parse_event(records[0].value)
+    assert stored.type == "enrollment" and stored.escrow is not None
+    assert stored.escrow.asset == "ETH"
+
+
+def test_collector_browser_key_still_sends_every_other_event_type(collector: Collector) -> None:
+    batch = [example(t) for t in EVENT_TYPES if t != "enrollment"]
+    reply = collector.post("/v1/events", batch, key=BROWSER_KEY, headers={"Origin": BROWSER_ORIGIN})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["accepted"] == len(batch)
+
+
+def test_collector_xapi_enrollment_from_a_browser_key_would_be_403_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """xAPI maps no statement to an enrollment today; if a mapping ever does, the rule holds."""
+
+    class Recording(AsyncProducer):
+        def __init__(self) -> None:
+            self.sent: list[Record] = []
+
+        async def send(self, records: Sequence[Record], timeout: float) -> list[str | None]:
+            self.sent += records
+            return [None] * len(records)
+
+        def close(self) -> None:
+            pass
+
+    enrollment = parse_event(json.dumps(example("enrollment")))
+    assert isinstance(enrollment, Enrollment)
+    monkeypatch.setattr(xapi, "statement_to_event", lambda statement, client: enrollment)
+    settings = CollectorSettings(
+        api_keys={"web-player": hash_key(BROWSER_KEY), "server-app": hash_key("server")},
+        browser_clients=["web-player"],
+    )
+    producer = Recording()
+    app = create_app(settings, "127.0.0.1:1", producer=producer)
+    statement = {"actor": {}, "verb": {}, "object": {}}
+
+    async def post(key: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as client:
+            return await client.post(
+                "/v1/xapi/statements", json=statement, headers={"X-API-Key": key}
+            )
+
+    browser = asyncio.run(post(BROWSER_KEY))
+    assert browser.status_code == 403 and "server clients" in browser.json()["detail"]
+    assert producer.sent == []
+    server = asyncio.run(post("server"))
+    assert server.status_code == 200, server.text
+    assert [r.topic for r in producer.sent] == [TOPIC_FOR_TYPE["enrollment"]]
+    assert app.state.handler.ingest.counters.snapshot()["forbidden"] == 1
+
+
 def test_collector_schemas_and_openapi_are_served(collector: Collector) -> None:
     schemas = httpx.get(collector.url + "/v1/schemas").json()
     assert {f"{t}.json" for t in EVENT_TYPES} <= set(schemas)
@@ -233,6 +333,7 @@ def test_collector_schemas_and_openapi_are_served(collector: Collector) -> None:
         "207",
         "400",
         "401",
+        "403",
         "413",
         "415",
         "422",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -85,6 +85,18 @@ class CollectorApp:
             )
         return client_id
 
+    def refuse_browser_enrollments(self, client_id: str, types: Iterable[object]) -> None:
+        """Enrollments move money: a browser client's key may not send them. The whole request
+        is refused (nothing of it is written, no dead letter), as for the other 403."""
+        if client_id in self.browser_clients and "enrollment" in types:
+            raise RequestFault(
+                403,
+                "forbidden",
+                "enrollments move money and are accepted only from server clients; client "
+                f"{client_id!r} is a browser client: send enrollments from your server with a "
+                "server key (nothing in this request was accepted)",
+            )
+
     async def read_json_body(self, request: Request) -> bytes:
         content_type = request.headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != JSON:
@@ -141,6 +153,9 @@ class CollectorApp:
         except ValueError as exc:
             return await self.malformed(body, str(exc), "/v1/events", client_id, received_at)
         items = self.items(parsed)
+        self.refuse_browser_enrollments(
+            client_id, (item.get("type") for item in items if isinstance(item, dict))
+        )
         single = not isinstance(parsed, list)
         checked = [self.intake.check(item, received_at, body if single else None) for item in items]
         return _answer(await self.ingest.write(checked, "/v1/events", client_id, received_at))
@@ -178,6 +193,10 @@ class CollectorApp:
                 checked.append(Rejected("invalid", detail, raw))
                 continue
             checked.append(self.intake.check_event(event, received_at, raw))
+        # xAPI maps no statement to an enrollment today; this keeps the rule if one ever does
+        self.refuse_browser_enrollments(
+            client_id, (item.event.type for item in checked if isinstance(item, Accepted))
+        )
         return _answer(await self.ingest.write(checked, endpoint, client_id, received_at))
 
     async def cmcd(self, request: Request) -> Response:
@@ -278,7 +297,9 @@ def create_app(
 
     @app.post("/v1/events", openapi_extra={"x-learnstream-body": "events"})
     async def post_events(request: Request) -> Response:
-        """One event (a JSON object) or a batch (a JSON array of up to 500 events, 1 MiB)."""
+        """One event (a JSON object) or a batch (a JSON array of up to 500 events, 1 MiB).
+        Enrollments only with a server client's key: from a browser client's key, a request
+        holding any enrollment is refused whole (403)."""
         return await guarded(handler.events, request)
 
     @app.post("/v1/xapi/statements", openapi_extra={"x-learnstream-body": "xapi"})

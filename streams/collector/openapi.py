@@ -67,7 +67,9 @@ RESPONSES: dict[str, Any] = {
     },
     "401": {"description": "Missing or unknown API key", "content": _content("Error")},
     "403": {
-        "description": "This client's key may not be used from a browser",
+        "description": "This client's key may not be used from a browser; or a browser "
+        "client's key sent an enrollment (enrollments move money: server keys only). The whole "
+        "request is refused: nothing of it is written, and no dead letter is kept",
         "content": _content("Error"),
     },
     "413": {

@@ -122,8 +122,8 @@ class SimConfig:
                 raise ValueError(f"{name} must be in [0, 1]: {getattr(self, name)}")
         if self.browse_only_fraction >= 1:
             raise ValueError("browse_only_fraction must be < 1: somebody has to enroll")
-        if self.deadline_s <= 0:
-            raise ValueError(f"deadline_s must be > 0: {self.deadline_s}")
+        if not 0 < self.deadline_s <= 3650 * 86_400:
+            raise ValueError(f"deadline_s must be in (0, 3650 days]: {self.deadline_s}")
         if isinstance(self.degraded_edges, int):
             if not 0 <= self.degraded_edges <= len(EDGE_IDS):
                 raise ValueError(f"degraded_edges must be in [0, {len(EDGE_IDS)}]")
