@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jobs.flink.settings import FlinkSettings
 from jobs.reco.settings import RecoSettings
 from learnstream.stack.settings import StackSettings
-from settlement.settings import DEV_MNEMONIC, ChainSettings
+from settlement.settings import DEV_MNEMONIC, ChainSettings, SettlementSettings
 from sinks.clickhouse.settings import ClickHouseSettings
 from sinks.settings import SinkSettings
 from streams.collector.settings import CollectorSettings
@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     chain: ChainSettings = Field(default_factory=ChainSettings)
+    settlement: SettlementSettings = Field(default_factory=SettlementSettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     flink: FlinkSettings = Field(default_factory=FlinkSettings)

@@ -1,10 +1,14 @@
-"""The chain: the JSON-RPC node every client uses, and the local anvil (the ``chain`` section)."""
+"""The chain (``chain``: the JSON-RPC node every client uses, and the local anvil) and the
+settlement service (``settlement``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from schemas.settings import SECTION
+from schemas.base import Address
+from schemas.settings import SECTION, WorkPath
 
 # anvil's well-known development mnemonic: its accounts are public, funded only on local chains.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -30,3 +34,47 @@ class ChainSettings(BaseModel):
         if "rpc_url" not in self.model_fields_set:
             self.rpc_url = f"http://{self.host}:{self.port}"
         return self
+
+
+class SettlementSettings(BaseModel):
+    """The settlement service: who signs, where the escrow is, where its state lives.
+
+    Keys left empty are derived from the chain's mnemonic (anvil's public development accounts:
+    0 admin, 1 oracle, 2 pauser, 3 treasury). In production set the keys and addresses
+    explicitly; the mnemonic is then never used.
+    """
+
+    model_config = SECTION
+
+    state_dir: WorkPath = Field(
+        Path(".stack/settlement"),
+        description="The deployment record, and the settlement sink's intents and nonce ledger.",
+    )
+    admin_key: SecretStr | None = Field(None, description="Deploys and administers the escrow.")
+    oracle_key: SecretStr | None = Field(
+        None, description="The settlement service's one sender: registers, deposits, settles."
+    )
+    pauser_address: Address | None = Field(None, description="May pause deposits and settling.")
+    treasury_address: Address | None = Field(None, description="Credited the platform's share.")
+    escrow_address: Address | None = Field(
+        None, description="A deployed CourseEscrow; empty: the deployment record in state_dir."
+    )
+    confirmations: int = Field(
+        2, ge=0, description="Blocks on top of a transaction's block before the sender treats it "
+        "as final (confirmed, or failed when it reverted).",
+    )  # fmt: skip
+    stuck_after_s: float = Field(
+        30.0, gt=0, description="A transaction not mined this long after it was sent is "
+        "replaced: same nonce, both fees raised by fee_bump_pct.",
+    )  # fmt: skip
+    fee_bump_pct: float = Field(
+        12.5, ge=12.5, le=1000, description="How much a replacement raises both EIP-1559 fees, "
+        "in percent (at least 12.5: nodes refuse smaller bumps).",
+    )  # fmt: skip
+    max_fee_gwei: float = Field(
+        500.0, gt=0, description="Replacements never raise maxFeePerGas above this; a stuck "
+        "transaction at the cap is sent again unchanged (and logged).",
+    )  # fmt: skip
+    receipt_poll_s: float = Field(
+        1.0, gt=0, description="How often the sender looks for receipts while it waits."
+    )

@@ -145,9 +145,13 @@ class ReadRecord:
 
 
 def read_to_end(
-    bootstrap_servers: str, topics: list[str], timeout: float = 30.0
+    bootstrap_servers: str,
+    topics: list[str],
+    timeout: float = 30.0,
+    since: dict[tuple[str, int], int] | None = None,
 ) -> list[ReadRecord]:
-    """Every committed record of ``topics`` up to their ends as of now (no group offsets used)."""
+    """Every committed record of ``topics`` up to their ends as of now (no group offsets used);
+    from ``since[(topic, partition)]`` where given, else from the start."""
     consumer = make_consumer(bootstrap_servers, f"learnstream-reader-{uuid.uuid4().hex[:8]}")
     out: list[ReadRecord] = []
     try:
@@ -160,6 +164,7 @@ def read_to_end(
             for partition in metadata.partitions:
                 tp = TopicPartition(topic, partition)
                 low, high = consumer.get_watermark_offsets(tp, timeout)
+                low = max(low, (since or {}).get((topic, partition), low))
                 if high > low:
                     ends[(topic, partition)] = high
                     assignment.append(TopicPartition(topic, partition, low))
@@ -193,3 +198,22 @@ def read_to_end(
     finally:
         consumer.close()
     return out
+
+
+def end_offsets(
+    bootstrap_servers: str, topics: list[str], timeout: float = 30.0
+) -> dict[tuple[str, int], int]:
+    """The high watermark of every partition of ``topics`` now."""
+    consumer = make_consumer(bootstrap_servers, f"learnstream-reader-{uuid.uuid4().hex[:8]}")
+    try:
+        out: dict[tuple[str, int], int] = {}
+        for topic in topics:
+            metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            for partition in metadata.partitions:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout)
+                out[(topic, partition)] = high
+        return out
+    finally:
+        consumer.close()

@@ -19,7 +19,7 @@ import sys
 
 import typer
 
-from learnstream.cli import ingest, jobs, stack, store, tools
+from learnstream.cli import ingest, jobs, settlement, stack, store, tools
 from learnstream.errors import LearnstreamError
 
 app = typer.Typer(
@@ -36,6 +36,7 @@ app.add_typer(store.sinks_app, name="sinks")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(jobs.reco_app, name="reco")
 app.add_typer(ingest.dlq_app, name="dlq")
+app.add_typer(settlement.settlement_app, name="settlement")
 app.command("simulate")(ingest.simulate)
 app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     tools.bench

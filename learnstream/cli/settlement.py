@@ -1,0 +1,59 @@
+"""Settlement: `learnstream settlement deploy` (the sink, the indexer and the finance tools
+join this group as they are built; see docs/settlement.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from learnstream.cli.common import require
+from learnstream.settings import get_settings
+
+settlement_app = typer.Typer(
+    help="The pay-by-completion escrow on the chain.", no_args_is_help=True
+)
+
+
+@settlement_app.command("deploy")
+def settlement_deploy(
+    stablecoin: Annotated[
+        bool,
+        typer.Option(help="Also deploy the 6-decimal test stablecoin (local chains only)."),
+    ] = True,
+    force: Annotated[
+        bool, typer.Option(help="Deploy anew even if this chain has a recorded escrow.")
+    ] = False,
+) -> None:
+    """Deploy CourseEscrow and record its address in the settlement state folder.
+
+    Idempotent: with an escrow already recorded for this chain (and code at its address) it
+    prints that one and deploys nothing, unless --force."""
+    from settlement import contract
+
+    settings = get_settings()
+    require(settings, chain=True)
+    w3 = contract.connect(settings.chain.rpc_url)
+    existing = contract.Deployment.load(settings.settlement.state_dir, w3.eth.chain_id)
+    if existing is not None and not force and w3.eth.get_code(existing.escrow):
+        typer.echo(f"already deployed on chain {existing.chain_id}: escrow {existing.escrow}")
+        if existing.stablecoin:
+            typer.echo(f"test stablecoin (tUSD, 6 decimals): {existing.stablecoin}")
+        return
+    if stablecoin and w3.eth.chain_id != settings.chain.chain_id:
+        raise typer.BadParameter(
+            f"chain {w3.eth.chain_id} is not the local chain ({settings.chain.chain_id}): the "
+            "test stablecoin is for local chains; pass --no-stablecoin"
+        )
+    roles = contract.Roles.from_settings(settings.chain, settings.settlement)
+    record = contract.deploy(w3, roles, settings.settlement.state_dir, stablecoin=stablecoin)
+    typer.echo(f"escrow {record.escrow} on chain {record.chain_id} at block {record.block}")
+    if record.stablecoin:
+        typer.echo(f"test stablecoin (tUSD, 6 decimals): {record.stablecoin}")
+    typer.echo(
+        f"roles: admin {record.admin}, oracle {record.oracle}, pauser {record.pauser}, "
+        f"treasury {record.treasury}"
+    )
+    typer.echo(
+        f"recorded in {contract.Deployment.path(settings.settlement.state_dir, record.chain_id)}"
+    )
