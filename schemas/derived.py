@@ -99,3 +99,63 @@ class RecoReport(BaseModel):
     models: dict[str, dict[str, Any]] = Field(
         description="{model: {n, mae, rmse, recall_at_10, ndcg_at_10, …}}"
     )
+
+
+# A derived or event id as the jobs write it: a lowercase UUID string.
+UuidText = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+Bps = Annotated[int, Field(ge=0, le=10_000)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class CompletionScore(BaseModel):
+    """One ``completion.scores`` record (written by the Flink completion job), keyed by
+    ``enrollment_id``; the topic is compacted, so its last record per enrollment is the current
+    score (for a pay-by-completion enrollment: the score by its deadline).
+
+    Times: ``as_of`` is event time (the newest ``occurred_at`` counted); ``received_at``,
+    ``enrolled_received_at`` and ``deadline_at`` are the money clock (the collector's).
+    ``score_bps`` = floor(score x 10000 + 1e-6), made once by the job. ``exam_*`` are None
+    unless the course's payout policy names an exam. Unknown fields are ignored.
+    """
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    score_id: UuidText = Field(description="UUIDv5 of the enrollment id and the figures")
+    enrollment_id: UuidText = Field(description="The enrollment event's event_id")
+    learner_id: Id
+    course_id: Id
+    payment_model: str
+    score: Fraction = Field(description="6 decimals")
+    score_bps: Bps
+    watched_fraction: Fraction
+    quiz_fraction: Fraction
+    complete: bool
+    exam_bps: Bps | None = Field(None, description="Best score fraction of the exam, in bps")
+    exam_passed: bool | None = None
+    exam_passed_received_at: UtcDatetime | None = Field(
+        None, description="received_at of the first counted attempt that passed the exam"
+    )
+    as_of: UtcDatetime
+    received_at: UtcDatetime = Field(description="received_at of the latest counted event")
+    enrolled_received_at: UtcDatetime
+    deadline_at: UtcDatetime | None = Field(None, description="Pay by completion only")
+
+
+class CourseCompleted(BaseModel):
+    """One ``course.completed`` record: at most one per enrollment, keyed by ``enrollment_id``
+    (compacted). ``completed_at`` is event time; ``received_at`` is the collector's time of the
+    event that made the completion rule true (the money clock). Unknown fields are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    completion_id: UuidText = Field(description="UUIDv5 of the enrollment id")
+    enrollment_id: UuidText
+    learner_id: Id
+    course_id: Id
+    payment_model: str
+    completed_at: UtcDatetime
+    received_at: UtcDatetime
+    enrolled_received_at: UtcDatetime
+    deadline_at: UtcDatetime | None = Field(None, description="Pay by completion only")

@@ -12,9 +12,10 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from schemas.catalog import Course
-from schemas.derived import PipelineMetrics, Qos1m, RecoReport
+from schemas.derived import CompletionScore, CourseCompleted, PipelineMetrics, Qos1m, RecoReport
 from schemas.dlq import DeadLetter, ReplayMarker
 from schemas.events import EVENT_TYPES, Event
+from schemas.settlement import SettlementReceipt
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -23,7 +24,8 @@ BASE_URI = "https://learnstream.dev/schemas/v1/"
 
 def schemas() -> dict[str, dict[str, Any]]:
     """{file name: JSON Schema} for each event type, the union, the catalogue, the DLQ and the
-    derived records other services read (QoS minutes, pipeline and reco metrics)."""
+    derived records other services read (QoS minutes, pipeline and reco metrics, completion
+    scores and completions, settlement receipts)."""
     out: dict[str, dict[str, Any]] = {}
     models: dict[str, type[BaseModel]] = {
         **EVENT_TYPES,
@@ -33,6 +35,9 @@ def schemas() -> dict[str, dict[str, Any]]:
         "qos_1m": Qos1m,
         "pipeline_metrics": PipelineMetrics,
         "reco_report": RecoReport,
+        "completion_score": CompletionScore,
+        "course_completed": CourseCompleted,
+        "settlement_receipt": SettlementReceipt,
     }
     for name, model in models.items():
         schema = model.model_json_schema(mode="validation")

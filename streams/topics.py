@@ -12,7 +12,7 @@ from enum import Enum
 from pydantic import BaseModel, Field
 
 from schemas import Course, DeadLetter
-from schemas.derived import PipelineMetrics, Qos1m, RecoReport
+from schemas.derived import CompletionScore, CourseCompleted, PipelineMetrics, Qos1m, RecoReport
 from schemas.events import (
     CourseViewed,
     Enrollment,
@@ -22,6 +22,7 @@ from schemas.events import (
     VideoPlayback,
 )
 from schemas.settings import SECTION
+from schemas.settlement import SettlementReceipt
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -86,10 +87,25 @@ COURSE_CATALOG = Topic(
 )
 LEARNER_DLQ = Topic("learner.dlq", Kind.DLQ, "invalid input with its reason", DeadLetter)
 QOS_AGG_1M = Topic("qos.agg.1m", Kind.DERIVED, "Flink QoS 1-minute windows", Qos1m)
-COMPLETION_SCORES = Topic("completion.scores", Kind.DERIVED, "completion score per enrollment")
-COURSE_COMPLETED = Topic("course.completed", Kind.DERIVED, "completions, keyed per enrollment")
+# Compacted, keyed by enrollment id: the last record per enrollment is what settlement reads.
+COMPLETION_SCORES = Topic(
+    "completion.scores",
+    Kind.DERIVED,
+    "completion score per enrollment, keyed by enrollment id, compacted",
+    CompletionScore,
+    COMPACTED,
+)
+COURSE_COMPLETED = Topic(
+    "course.completed",
+    Kind.DERIVED,
+    "completions, one per enrollment, keyed by enrollment id, compacted",
+    CourseCompleted,
+    COMPACTED,
+)
 RECO_METRICS = Topic("reco.metrics", Kind.DERIVED, "progressive-validation metrics", RecoReport)
-SETTLEMENT_RECEIPTS = Topic("settlement.receipts", Kind.DERIVED, "settlement transactions")
+SETTLEMENT_RECEIPTS = Topic(
+    "settlement.receipts", Kind.DERIVED, "settlement transactions", SettlementReceipt
+)
 PIPELINE_METRICS = Topic(
     "pipeline.metrics", Kind.DERIVED, "throughput and lag, every 10 s", PipelineMetrics
 )

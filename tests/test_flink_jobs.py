@@ -19,17 +19,17 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from jobs.completion import iso_to_ms, ms_to_iso
+from jobs.completion import iso_to_ms, ms_to_iso, to_bps
 from jobs.flink.runtime import RunOptions, latest_checkpoint
 from learnstream.settings import Settings
 from learnstream.wiring import launcher
 from schemas import to_wire
+from schemas.derived import CompletionScore, CourseCompleted
 from schemas.events import PlaybackQos
-from streams.catalog import publish_catalog
 from streams.kafka import ReadRecord, make_producer, produce_all, read_to_end
 from streams.simulate import SimConfig, Simulation, run_simulation
 from streams.topics import TOPIC_FOR_TYPE
-from tests.completion_scenarios import CLIENT, course, scenarios
+from tests.completion_scenarios import CLIENT, catalog_records, scenarios
 from tests.flink_fixtures import job_settings, read_json, run_to_end
 from tests.sink_fixtures import SinkEnv, sink_env  # noqa: F401 (fixture)
 
@@ -65,12 +65,17 @@ def flink_settings(sink_env: SinkEnv, tmp_path_factory: pytest.TempPathFactory) 
     return job_settings(sink_env.stack.settings, tmp_path_factory.mktemp("flink"))
 
 
+def publish_scenario_catalog(bootstrap: str, course_id: str) -> None:
+    """The scenario course and its exam twin, as ``course.catalog`` JSON."""
+    producer = make_producer(bootstrap)
+    produce_all(producer, "course.catalog", catalog_records(course_id))  # type: ignore[arg-type]
+    producer.flush(10)
+
+
 def test_completion_scenarios_and_simulated_journeys(flink_settings: Settings) -> None:
     bootstrap = flink_settings.kafka.bootstrap_servers
     course_id = f"course-scn-{uuid.uuid4().hex[:6]}"
-    producer = make_producer(bootstrap)
-    publish_catalog(producer, [course(course_id)])
-    producer.flush(10)
+    publish_scenario_catalog(bootstrap, course_id)
     cases = scenarios(course_id, "flink")
     for case in cases:
         produce_events(bootstrap, case.records)
@@ -78,30 +83,48 @@ def test_completion_scenarios_and_simulated_journeys(flink_settings: Settings) -
 
     run_to_end(flink_settings, "completion", start="earliest")
 
+    # Both topics are keyed by enrollment id, and every record follows its topic's model.
     scores: dict[str, list[dict]] = defaultdict(list)
-    for _, value in read_json(bootstrap, "completion.scores"):
+    for key, value in read_json(bootstrap, "completion.scores"):
+        assert key == value["enrollment_id"].encode()
+        CompletionScore.model_validate_json(json.dumps(value))
         scores[value["enrollment_id"]].append(value)
     completed: dict[str, list[dict]] = defaultdict(list)
     for key, value in read_json(bootstrap, "course.completed"):
         assert key == value["enrollment_id"].encode()
+        CourseCompleted.model_validate_json(json.dumps(value))
         completed[value["enrollment_id"]].append(value)
 
+    def iso(at: datetime | None) -> str:
+        assert at is not None
+        return ms_to_iso(round(at.timestamp() * 1000))
+
     for case in cases:
-        if case.expected_score is None:
+        if not case.expected:
             learner_outputs = [
                 v for vs in scores.values() for v in vs if v["learner_id"] == case.learner_id
             ]
             assert learner_outputs == [], case.name
             continue
-        assert scores[case.enrollment_id][-1]["score"] == pytest.approx(
-            case.expected_score, abs=1e-6
-        ), case.name
-        if case.expected_complete:
-            assert len(completed[case.enrollment_id]) == 1, case.name
-            expected_at = ms_to_iso(round(case.expected_completed_at.timestamp() * 1000))
-            assert completed[case.enrollment_id][0]["completed_at"] == expected_at, case.name
-        else:
-            assert case.enrollment_id not in completed, case.name
+        learner_keys = {e for e, vs in scores.items() if vs[0]["learner_id"] == case.learner_id}
+        assert learner_keys == set(case.expected), case.name  # one key per enrollment
+        for eid, expected in case.expected.items():
+            last = scores[eid][-1]
+            assert last["score"] == pytest.approx(expected.score, abs=1e-6), case.name
+            assert last["score_bps"] == to_bps(expected.score), case.name
+            assert (last["exam_bps"], last["exam_passed"]) == (
+                expected.exam_bps,
+                expected.exam_passed,
+            ), case.name
+            if last["deadline_at"] is not None:  # the money clock: nothing after the deadline
+                assert all(v["received_at"] <= v["deadline_at"] for v in scores[eid]), case.name
+            if expected.complete:
+                assert len(completed[eid]) == 1, case.name
+                (done,) = completed[eid]
+                assert done["completed_at"] == iso(expected.completed_at), case.name
+                assert done["received_at"] == iso(expected.completed_received_at), case.name
+            else:
+                assert eid not in completed, case.name
 
     # The simulator knows which journeys it completed; the job must find exactly those.
     journeys = [j for j in sim.journeys if j.enrollment_id]
@@ -310,10 +333,14 @@ def test_completion_restart_from_checkpoint_emits_no_second_completion(
     bootstrap = settings.kafka.bootstrap_servers
     tag = uuid.uuid4().hex[:6]
     course_id = f"course-restart-{tag}"
-    producer = make_producer(bootstrap)
-    publish_catalog(producer, [course(course_id)])
-    producer.flush(10)
-    cases = [c for i in range(6) for c in scenarios(course_id, f"{tag}{i}") if c.expected_complete]
+    publish_scenario_catalog(bootstrap, course_id)
+    cases = [
+        c
+        for i in range(6)
+        for c in scenarios(course_id, f"{tag}{i}")
+        if any(e.complete for e in c.expected.values())
+    ]
+    completing = {eid for c in cases for eid, e in c.expected.items() if e.complete}
     first_half = [r for c in cases[: len(cases) // 2] for r in c.records]
     second_half = [r for c in cases[len(cases) // 2 :] for r in c.records]
     options = {"group_id": f"restart-{tag}", "transactional_id_prefix": f"restart-{tag}"}
@@ -321,7 +348,7 @@ def test_completion_restart_from_checkpoint_emits_no_second_completion(
     def completions() -> dict[str, int]:
         found: dict[str, int] = defaultdict(int)
         for _, value in read_json(bootstrap, "course.completed"):
-            if value["course_id"] == course_id:
+            if value["enrollment_id"] in completing:
                 found[value["enrollment_id"]] += 1
         return found
 
@@ -349,7 +376,7 @@ def test_completion_restart_from_checkpoint_emits_no_second_completion(
     job = launch.start("completion", RunOptions(restore=str(checkpoint), **options))
     try:
         deadline = time.monotonic() + 180
-        while set(completions()) != {c.enrollment_id for c in cases}:
+        while set(completions()) != completing:
             assert job.running(), job.log_tail(60)
             assert time.monotonic() < deadline, f"missing completions: {completions()}"
             time.sleep(1)
@@ -358,7 +385,7 @@ def test_completion_restart_from_checkpoint_emits_no_second_completion(
         job.stop()
 
     after = completions()
-    assert set(after) == {c.enrollment_id for c in cases}
+    assert set(after) == completing
     assert all(n == 1 for n in after.values()), after
 
 

@@ -113,12 +113,11 @@ def test_stack_up_creates_the_topic_catalogue(stack: Stack) -> None:
     for name, spec in expected.items():
         assert name in metadata.topics, name
         assert len(metadata.topics[name].partitions) == spec.partitions
-    resources = [
-        ConfigResource(ResourceType.TOPIC, "course.catalog"),
-        ConfigResource(ResourceType.TOPIC, "learner.dlq"),
-    ]
+    compacted = ["course.catalog", "completion.scores", "course.completed"]
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in [*compacted, "learner.dlq"]]
     configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
-    assert configs["course.catalog"]["cleanup.policy"].value == "compact"
+    for name in compacted:  # read whole at start, keyed by course / by enrollment id
+        assert configs[name]["cleanup.policy"].value == "compact", name
     assert configs["learner.dlq"]["retention.ms"].value == str(settings.topics.dlq_retention_ms)
 
 

@@ -1,17 +1,20 @@
 """Completion scores per enrollment, and each enrollment's one ``course.completed``.
 
 - Input: ``learner.playback``, ``learner.quiz`` and ``learner.enrollments`` (read committed),
-  keyed by (learner, course); there is at most one active enrollment per learner and course.
-  ``course.catalog`` is broadcast to every instance: video lengths, required items, the rule.
-- State per key: ``jobs.completion.EnrollmentState`` (segments, attempts, enrollments, what was
-  emitted), and the event ids seen in the last ``dedup_ttl_h`` (a map state with a TTL).
+  keyed by (learner, course). ``course.catalog`` is broadcast to every instance: video lengths,
+  required items, the rule, and the exam a payout policy names.
+- State per key: ``jobs.completion.EnrollmentState``: every enrollment of the learner in the
+  course, the reports with their ``received_at``, what was emitted per enrollment. An event
+  belongs to the latest enrollment received (collector's clock) not after it; a
+  pay-by-completion enrollment counts only what was received by its deadline. Also the event
+  ids seen in the last ``dedup_ttl_h`` (a map state with a TTL).
 - There is no lateness bound: any event counts, whenever it arrives. Each instance reads the
   catalogue to its end when it starts, then follows the broadcast. Events of a course that is
   not known yet are kept in state; the key retries every second until the course is known.
-- Output: ``completion.scores`` and ``course.completed``, keyed by enrollment id, through
-  exactly-once Kafka sinks. ``course.completed`` is emitted once per enrollment: the state's
-  ``completed`` flag is part of every checkpoint, and the transaction that carries the record
-  commits with the checkpoint that holds the flag.
+- Output: ``completion.scores`` and ``course.completed`` (both compacted), keyed by enrollment
+  id, through exactly-once Kafka sinks. ``course.completed`` is emitted once per enrollment: the
+  state's ``completed`` set is part of every checkpoint, and the transaction that carries the
+  record commits with the checkpoint that holds it.
 """
 
 from __future__ import annotations
