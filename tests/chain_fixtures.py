@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,3 +146,34 @@ def chain(deployed: Chain) -> Iterator[Chain]:
         yield deployed
     finally:
         deployed.rpc("evm_revert", snapshot)
+
+
+# --- mining control (added for the sender's tests; the fixtures above are unchanged) ---------
+
+
+def mine(chain: Chain, blocks: int = 1) -> int:
+    """Mines ``blocks`` blocks now; returns the new head."""
+    for _ in range(blocks):
+        chain.rpc("evm_mine")
+    return int(chain.w3.eth.block_number)
+
+
+def reorg(chain: Chain, depth: int, txs: list[tuple[str, int]] | None = None) -> None:
+    """Replaces the last ``depth`` blocks with as many new ones (the head's number stays).
+
+    anvil 1.7.1 takes positional params ``[depth, [[raw tx hex, block offset], ...]]`` (a map
+    ``{depth, tx_block_pairs}`` is refused); offset 0 is the first new block. Transactions of
+    the dropped blocks are gone, not back in the pool."""
+    chain.rpc("anvil_reorg", depth, [list(pair) for pair in txs or []])
+
+
+@contextlib.contextmanager
+def automine_off(chain: Chain) -> Iterator[Chain]:
+    """Automine off: blocks come only from :func:`mine`. Afterwards the pool is emptied and
+    automine is back on (``evm_revert`` restores neither)."""
+    chain.rpc("evm_setAutomine", False)
+    try:
+        yield chain
+    finally:
+        chain.rpc("anvil_dropAllTransactions")
+        chain.rpc("evm_setAutomine", True)
