@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from jobs.launch import Launcher
+    from settlement.indexer import Indexer
     from sinks.clickhouse.sink import ClickHouseSink
+    from sinks.runner import SinkRunner
 
 
 def launcher(settings: Settings) -> Launcher:
@@ -68,3 +70,45 @@ def collector_app(settings: Settings) -> FastAPI:
 def collector_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (several worker processes): settings from the env."""
     return collector_app(get_settings())
+
+
+def settlement_sink(settings: Settings, ignore_committed: bool = False) -> SinkRunner:
+    """The settlement sink: the escrow as a destination of the sink runner, with the one
+    sender of the oracle account and the escrows rebuilt from the chain's logs."""
+    from settlement import contract
+    from settlement.escrows import EscrowView
+    from settlement.sender import Sender
+    from sinks.runner import SinkRunner
+    from sinks.settings import SinkSettings
+    from sinks.settlement.destination import SettlementDestination
+
+    s = settings.settlement
+    w3 = contract.connect(settings.chain.rpc_url)
+    address = contract.escrow_address(w3, s)
+    view = EscrowView(w3, address, contract.logs_start(w3, s))
+    destination = SettlementDestination(
+        w3, Sender.from_settings(w3, settings.chain, s), view,
+        settle_delay_s=s.settle_delay_s, batch_size=s.batch_size,
+    )  # fmt: skip
+    runner_settings = SinkSettings(
+        group_id=s.group_id, batch_max_rows=s.batch_size * 10, batch_max_s=s.batch_max_s,
+        retry_max_s=settings.sink.retry_max_s, metrics_interval_s=settings.sink.metrics_interval_s,
+    )  # fmt: skip
+    return SinkRunner(
+        destination, settings.kafka.bootstrap_servers, runner_settings, ignore_committed
+    )
+
+
+def receipts_indexer(settings: Settings) -> Indexer:
+    """The receipts indexer of the configured escrow."""
+    from settlement import contract
+    from settlement.indexer import Indexer
+    from streams.topics import SETTLEMENT_RECEIPTS
+
+    s = settings.settlement
+    w3 = contract.connect(settings.chain.rpc_url)
+    return Indexer(
+        w3, contract.escrow_address(w3, s), settings.kafka.bootstrap_servers,
+        SETTLEMENT_RECEIPTS.name, s.state_dir, confirmations=s.confirmations,
+        start_block=contract.logs_start(w3, s), batch_blocks=s.index_batch_blocks,
+    )  # fmt: skip

@@ -230,7 +230,7 @@ class Deployment:
     chain_id: int
     escrow: str
     stablecoin: str | None
-    block: int
+    block: int  # the head before deployment: the escrow's logs start after it
     deployed_at: str
     admin: str
     oracle: str
@@ -259,6 +259,7 @@ def deploy(w3: Web3, roles: Roles, state_dir: Path, *, stablecoin: bool = True) 
     """Deploys CourseEscrow (and the 6-decimal test stablecoin, allowed as an asset), and
     records the addresses in ``state_dir``. The deployer is the admin."""
     admin = roles.admin
+    start = int(w3.eth.block_number)  # the escrow's logs begin after this block
     escrow = deploy_contract(
         w3, admin, "CourseEscrow", admin.address, roles.oracle.address, roles.pauser,
         roles.treasury,
@@ -271,7 +272,7 @@ def deploy(w3: Web3, roles: Roles, state_dir: Path, *, stablecoin: bool = True) 
         chain_id=w3.eth.chain_id,
         escrow=escrow.address,
         stablecoin=coin.address if coin is not None else None,
-        block=w3.eth.block_number,
+        block=start,
         deployed_at=datetime.now(UTC).isoformat(timespec="seconds"),
         admin=admin.address,
         oracle=roles.oracle.address,
@@ -300,3 +301,11 @@ def escrow_address(w3: Web3, settlement: SettlementSettings) -> str:
             "`learnstream settlement deploy` again"
         )
     return to_checksum_address(address)
+
+
+def logs_start(w3: Web3, settlement: SettlementSettings) -> int:
+    """The block the escrow's logs start from: the setting, else the deployment record's."""
+    if settlement.deployment_block is not None:
+        return settlement.deployment_block
+    record = Deployment.load(settlement.state_dir, int(w3.eth.chain_id))
+    return record.block if record is not None else 0

@@ -72,9 +72,27 @@ class SettlementSettings(BaseModel):
         "in percent (at least 12.5: nodes refuse smaller bumps).",
     )  # fmt: skip
     max_fee_gwei: float = Field(
-        500.0, gt=0, description="Replacements never raise maxFeePerGas above this; a stuck "
-        "transaction at the cap is sent again unchanged (and logged).",
+        500.0, gt=0, description="No transaction of the sender offers a maxFeePerGas above "
+        "this; a stuck one at the cap is sent again unchanged (and logged).",
     )  # fmt: skip
     receipt_poll_s: float = Field(
         1.0, gt=0, description="How often the sender looks for receipts while it waits."
     )
+    settle_delay_s: float = Field(
+        30.0, ge=0, description="After a deadline, wait this long for events still in flight "
+        "before settling by the latest score; every course's grace must exceed it.",
+    )  # fmt: skip
+    batch_size: int = Field(
+        100, ge=1, le=1000, description="Deposits or settlements per transaction."
+    )
+    group_id: str = Field("learnstream-sink-settlement", description="The sink's consumer group.")
+    batch_max_s: float = Field(
+        0.5, gt=0, description="The sink acts on records at least this often."
+    )
+    deployment_block: int | None = Field(
+        None, ge=0, description="Where the escrow's logs start; empty: the deployment record's."
+    )
+    index_batch_blocks: int = Field(
+        2_000, ge=1, description="The receipts indexer reads logs in ranges this long."
+    )
+    index_poll_s: float = Field(1.0, gt=0, description="How often the indexer looks for blocks.")

@@ -1,5 +1,5 @@
-"""Settlement: `learnstream settlement deploy` (the sink, the indexer and the finance tools
-join this group as they are built; see docs/settlement.md)."""
+"""Settlement: `learnstream settlement deploy | index` (the sink is `learnstream sinks
+settlement`; see docs/settlement.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from learnstream.cli.common import require
+from learnstream.cli.common import log_to_stderr, require
 from learnstream.settings import get_settings
 
 settlement_app = typer.Typer(
@@ -57,3 +57,32 @@ def settlement_deploy(
     typer.echo(
         f"recorded in {contract.Deployment.path(settings.settlement.state_dir, record.chain_id)}"
     )
+
+
+@settlement_app.command("index")
+def settlement_index(
+    once: Annotated[bool, typer.Option(help="Index what is confirmed now, then exit.")] = False,
+) -> None:
+    """Publish every log of the escrow to settlement.receipts once its block is behind the
+    confirmation depth (LEARNSTREAM_SETTLEMENT__CONFIRMATIONS); reorganisations deeper than
+    the depth are detected and reported."""
+    import signal
+    import threading
+
+    from learnstream.wiring import receipts_indexer
+
+    log_to_stderr()
+    settings = get_settings()
+    require(settings, kafka=True, chain=True)
+    indexer = receipts_indexer(settings)
+    try:
+        if once:
+            typer.echo(f"published {indexer.step()} receipts through block "
+                       f"{indexer.state.next_block - 1}")  # fmt: skip
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        indexer.run(stop, settings.settlement.index_poll_s)
+    finally:
+        indexer.close()

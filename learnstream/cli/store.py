@@ -57,6 +57,28 @@ def sinks_clickhouse(
                f"{stats.dead} dead letters")  # fmt: skip
 
 
+@sinks_app.command("settlement")
+def sinks_settlement(
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after this many idle seconds (batch jobs).")
+    ] = None,
+) -> None:
+    """Turn the catalogue, pay-by-completion enrollments and completions into escrow
+    transactions: deposits, and settlements on completion or at the deadline (see
+    docs/settlement.md). Needs a deployed escrow (`learnstream settlement deploy`)."""
+    from learnstream.wiring import settlement_sink
+
+    log_to_stderr()
+    settings = get_settings()
+    require(settings, kafka=True, chain=True)
+    sink = settlement_sink(settings)
+    signal.signal(signal.SIGTERM, lambda *_: sink.stop())
+    signal.signal(signal.SIGINT, lambda *_: sink.stop())
+    sink.run(idle_exit_s=idle_exit)
+    status = sink.destination.status()
+    typer.echo("stopped: " + ", ".join(f"{k} {v}" for k, v in status.items()))
+
+
 def sql(
     query: Annotated[
         str | None,

@@ -1,0 +1,1 @@
+"""The settlement sink: the escrow as a destination of the sink runner."""
