@@ -103,8 +103,14 @@ COURSE_COMPLETED = Topic(
     COMPACTED,
 )
 RECO_METRICS = Topic("reco.metrics", Kind.DERIVED, "progressive-validation metrics", RecoReport)
+# Every log of the escrow: the finance ledger, kept forever (the settlements table is rebuilt
+# from it, and reconcile reads it whole).
 SETTLEMENT_RECEIPTS = Topic(
-    "settlement.receipts", Kind.DERIVED, "settlement transactions", SettlementReceipt
+    "settlement.receipts",
+    Kind.DERIVED,
+    "every log of the escrow contract, kept forever",
+    SettlementReceipt,
+    {"retention.ms": "-1"},
 )
 PIPELINE_METRICS = Topic(
     "pipeline.metrics", Kind.DERIVED, "throughput and lag, every 10 s", PipelineMetrics
@@ -160,9 +166,10 @@ def specs(settings: TopicSettings) -> list[TopicSpec]:
         )
     out = []
     for topic in CATALOGUE:
-        configs = dict(topic.configs)
+        configs = {}
         if topic.kind in retention:
             configs["retention.ms"] = str(retention[topic.kind])
+        configs.update(topic.configs)  # a topic's own configs win (settlement.receipts: forever)
         override = {k: str(v) for k, v in settings.overrides.get(topic.name, {}).items()}
         partitions = int(override.pop("partitions", settings.partitions))
         replication = int(override.pop("replication_factor", settings.replication_factor))

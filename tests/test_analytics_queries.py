@@ -13,6 +13,7 @@ from schemas import format_utc
 from sinks.clickhouse import migrate
 from tests.conftest import ROOT
 from tests.test_sinks_migrations import dead_letter, example, insert_records, qos_window
+from tests.test_sinks_settlement_tables import seed_settlements
 
 DOC = ROOT / "docs" / "analytics.md"
 QUERY = re.compile(r"^<!-- query: ([a-z0-9_]+) -->\n```sql\n(.*?)\n```$", re.M | re.S)
@@ -152,6 +153,7 @@ def _seed(ch: Client) -> None:
     ]
     for topic, record in records:
         insert_records(ch, topic, [record])
+    seed_settlements(ch)  # receipts, completions (the settlement queries' own tests check figures)
 
 
 @pytest.fixture(scope="module")

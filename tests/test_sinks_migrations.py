@@ -51,6 +51,7 @@ MIGRATIONS = [
     "0002_materialized_views",
     "0003_qos_1m_nullable_quantiles",
     "0004_metrics_contract_and_dedup_index",
+    "0005_settlement",
 ]
 
 
@@ -177,6 +178,7 @@ def test_sinks_clickhouse_migrate_from_empty_applies_in_order_and_rerun_is_noop(
     }
     assert set(RAW_TABLES) | {"course_catalog", "dlq", "qos_1m", "pipeline_metrics"} <= tables
     assert {"engagement_daily", "quiz_performance", "enrollment_revenue_daily"} <= tables
+    assert {"completion_scores", "course_completed", "settlements", "reconciliations"} <= tables
 
 
 def test_sinks_clickhouse_migrate_detects_a_changed_applied_migration(
@@ -264,6 +266,15 @@ def test_sinks_clickhouse_tables_have_the_required_keys_and_ttls(ch: Client) -> 
     assert "ReplacingMergeTree(version)" in tables["qos_1m"][3]
     for target in ["engagement_daily", "quiz_performance", "enrollment_revenue_daily"]:
         assert tables[target][0] == "AggregatingMergeTree"
+    # settlement (0005): the record published last wins, and no time partition keeps a
+    # re-published receipt or a later score apart from the row it replaces
+    for table in ["completion_scores", "course_completed"]:
+        assert tables[table][1:3] == ("course_id, enrollment_id", ""), table
+        assert "ReplacingMergeTree(_offset)" in tables[table][3], table
+    assert tables["settlements"][1:3] == ("receipt_id", "")
+    assert "ReplacingMergeTree(_offset)" in tables["settlements"][3]
+    assert tables["reconciliations"][:2] == ("MergeTree", "started_at")
+    assert not any("TTL" in tables[t][3] for t in ["completion_scores", "settlements"])
 
     alter_ttl(ch, raw_ttl_days=400, dlq_ttl_days=2)
     full = dict(
@@ -298,6 +309,18 @@ def test_sinks_clickhouse_every_raw_row_column_is_typed_as_designed(migrated: Cl
     assert types["playback.played_segments"] == "Array(Tuple(Float64, Float64))"
     # a minute in which nothing started has no startup quantiles (migration 0003)
     assert types["qos_1m.startup_p50_ms"] == "Nullable(Float64)"
+    for table in ["completion_scores", "course_completed"]:
+        assert types[f"{table}.enrollment_id"] == "UUID"
+        assert types[f"{table}.enrollment_key"] == "String"
+        assert types[f"{table}.learner_key"] == "String"
+        assert types[f"{table}.received_at"] == "DateTime64(3, 'UTC')"
+        assert f"{table}.learner_id" not in types
+    assert types["completion_scores.score_bps"] == "UInt16"
+    assert types["completion_scores.exam_bps"] == "Nullable(UInt16)"
+    assert types["settlements.amount"] == "Nullable(UInt256)"
+    assert types["settlements.asset"] == "LowCardinality(Nullable(String))"
+    assert types["settlements.decimals"] == "Nullable(UInt8)"
+    assert types["settlements.block_time"] == "DateTime64(3, 'UTC')"
     # every COLUMNS entry exists, in a table of that name
     for table, columns in COLUMNS.items():
         assert [c for c in columns if f"{table}.{c}" not in types] == [], table
@@ -410,7 +433,7 @@ def test_sinks_clickhouse_convert_rejects_what_it_cannot_store() -> None:
     rejected("learner.views", unknown, "unknown_type")
     bad = example("course_viewed", dwell_ms=-1)
     assert "dwell_ms" in rejected("learner.views", json.dumps(bad).encode())
-    assert "no ClickHouse table" in rejected("completion.scores", quiz)
+    assert "no ClickHouse table" in rejected("no.such.topic", quiz)
     assert "empty record" in rejected("learner.views", None)
     missing = qos_window(datetime.now(UTC))
     del missing["plays"]

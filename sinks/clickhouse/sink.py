@@ -36,13 +36,15 @@ def truncate_all(client: Client) -> list[str]:
     """Empty every table the sink fills (raw tables and aggregate targets) for a rebuild.
 
     The migrations table stays, and so do the views: refilled from the start of every topic, the
-    tables end up as they were, because each record is inserted exactly once again.
+    tables end up as they were, because each record is inserted exactly once again. So does
+    ``reconciliations``: the finance tool writes it, no topic could refill it.
     """
     names = [
         str(row[0])
         for row in client.query(
             "SELECT name FROM system.tables WHERE database = currentDatabase() "
-            "AND engine LIKE '%MergeTree' AND name != 'schema_migrations'"
+            "AND engine LIKE '%MergeTree' "
+            "AND name NOT IN ('schema_migrations', 'reconciliations')"
         ).result_rows
     ]
     for name in names:

@@ -6,7 +6,8 @@ maps the sink and the tests use (:data:`TABLE_FOR_TOPIC`, :data:`COLUMNS`,
 :data:`EVENT_TYPE_FOR_TABLE`) are derived from :data:`TABLES`.
 
 Adding an event type takes its model (``schemas/``), its topic (``streams/topics.py``), one
-:func:`event_table` entry here and one migration that creates the table.
+:func:`event_table` entry here and one migration that creates the table. The settlement tables
+(completion records and contract receipts) are declared in ``settlement_tables.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from schemas import EVENT_ADAPTER, DeadLetter
-from sinks.clickhouse import rows
+from sinks.clickhouse import rows, settlement_tables
 from sinks.clickhouse.rows import Check, Pseudonymize, Row, RowError
 from streams.topics import (
     BY_NAME,
@@ -395,6 +396,24 @@ PIPELINE_METRICS_TABLE = Table(
     ),
 )
 
+
+def _from_spec(spec: settlement_tables.TableSpec) -> Table:
+    """A table declared as data in ``settlement_tables`` (records of its topic's model)."""
+
+    def column(name: str, source: Any, check: Check | None) -> Column:
+        if isinstance(source, settlement_tables.LearnerKey):
+            return LEARNER_KEY
+        return (
+            col(name, source, check) if isinstance(source, str) else computed(name, source, check)
+        )
+
+    columns = tuple(column(*c) for c in spec.columns)
+    parse = _model_parser(spec.topic)
+    return Table(spec.name, (spec.topic,), parse, columns, tombstones=spec.tombstones)
+
+
+SETTLEMENT_TABLES = tuple(_from_spec(spec) for spec in settlement_tables.SPECS)
+
 TABLES: tuple[Table, ...] = (
     VIEWS,
     PLAYBACK,
@@ -406,6 +425,7 @@ TABLES: tuple[Table, ...] = (
     DLQ,
     QOS_1M,
     PIPELINE_METRICS_TABLE,
+    *SETTLEMENT_TABLES,
 )
 
 BY_TABLE: dict[str, Table] = {t.name: t for t in TABLES}
