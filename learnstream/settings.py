@@ -39,6 +39,7 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        env_parse_none_str="null",  # LEARNSTREAM_CHAIN__BLOCK_TIME_S=null: no value (automine)
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -120,3 +121,27 @@ __all__ = [
     "env_var_names",
     "get_settings",
 ]
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The settings as the environment of a child process (``LEARNSTREAM_<SECTION>__<FIELD>``),
+    so that a service started as a process sees exactly these settings (throwaway stacks)."""
+    env: dict[str, str] = {}
+    for section in Settings.model_fields:
+        model = getattr(settings, section)
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if value is None:
+                env[f"LEARNSTREAM_{section.upper()}__{name.upper()}"] = "null"
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if isinstance(value, BaseModel):
+                text = value.model_dump_json()
+            elif isinstance(value, (list, dict, tuple, set)):
+                text = json.dumps(value if not isinstance(value, set) else sorted(value),
+                                  default=str)  # fmt: skip
+            else:
+                text = str(value)
+            env[f"LEARNSTREAM_{section.upper()}__{name.upper()}"] = text
+    return env

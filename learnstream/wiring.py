@@ -85,7 +85,7 @@ def settlement_sink(settings: Settings, ignore_committed: bool = False) -> SinkR
     s = settings.settlement
     w3 = contract.connect(settings.chain.rpc_url)
     address = contract.escrow_address(w3, s)
-    view = EscrowView(w3, address, contract.logs_start(w3, s))
+    view = EscrowView(w3, address, contract.logs_start(w3, s), s.confirmations)
     destination = SettlementDestination(
         w3, Sender.from_settings(w3, settings.chain, s), view,
         settle_delay_s=s.settle_delay_s, batch_size=s.batch_size,

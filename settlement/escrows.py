@@ -2,9 +2,12 @@
 
 Topic retention (7 days) is shorter than a deadline, so the settlement sink never trusts the
 topics for what is open: at start it reads every log of the contract from its deployment
-block, and afterwards follows new blocks (:meth:`EscrowView.refresh`). Terms are read once per
-id with ``termsOf`` (they never change). Before sending, :meth:`EscrowView.states` asks the
-contract itself (``escrowOf``) in one JSON-RPC batch.
+block, and afterwards follows new blocks (:meth:`EscrowView.refresh`) that are at least
+``confirmations`` deep, so that a reorganisation shallower than that never shows it a
+deposit or a settlement that is then undone. (What is shallower is covered by the sender's
+intents: the sink never sends for a key whose transaction is still in flight.) Terms are
+read once per id with ``termsOf`` (they never change). Before sending,
+:meth:`EscrowView.states` asks the contract itself (``escrowOf``) in one JSON-RPC batch.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class EscrowView:
     w3: Web3
     address: str
     from_block: int
+    confirmations: int = 0  # follow only blocks this deep: a shallow reorg never reaches it
     escrows: dict[bytes, OnChain] = field(default_factory=dict)
     course_terms: dict[bytes, int] = field(default_factory=dict)  # course key -> terms id
     terms_hashes: dict[int, bytes] = field(default_factory=dict)
@@ -78,8 +82,8 @@ class EscrowView:
     # --- following the logs ----------------------------------------------------------------
 
     def refresh(self, chunk: int = 5_000) -> int:
-        """Applies every log up to the latest block; returns how many were applied."""
-        latest = self.w3.eth.block_number
+        """Applies every log up to ``confirmations`` below the head; returns how many."""
+        latest = self.w3.eth.block_number - self.confirmations
         applied = 0
         while self.next_block <= latest:
             end = min(self.next_block + chunk - 1, latest)

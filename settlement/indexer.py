@@ -104,84 +104,24 @@ def _ms(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, UTC)
 
 
-class Indexer:
-    """Reads the escrow's logs behind the confirmation depth and publishes each once."""
+class LogDecoder:
+    """The escrow's raw logs as :class:`SettlementReceipt` (the indexer's and the reconcile
+    tool's one reading of them)."""
 
-    def __init__(
-        self,
-        w3: Web3,
-        escrow_address: str,
-        bootstrap: str,
-        topic: str,
-        state_dir: Path,
-        *,
-        confirmations: int,
-        start_block: int,
-        batch_blocks: int = 2_000,
-        reorg_window: int = 256,
-        producer: Producer | None = None,
-    ) -> None:
+    def __init__(self, w3: Web3, escrow: Contract) -> None:
         self.w3 = w3
-        self.escrow: Contract = escrow_at(w3, escrow_address)
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.confirmations = confirmations
-        self.batch_blocks = batch_blocks
-        self.reorg_window = reorg_window
-        self.chain_id = w3.eth.chain_id
-        self.path = state_dir / f"indexer-{self.chain_id}-{self.escrow.address.lower()}.json"
-        self.producer = producer or Producer(
-            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
-        )
+        self.escrow = escrow
+        self.chain_id = int(w3.eth.chain_id)
         self._events = {
-            _hex(self.w3.keccak(text=self._signature(item))): getattr(
-                self.escrow.events, item["name"]
-            )()
+            _hex(self.w3.keccak(text=_signature(item))): getattr(self.escrow.events, item["name"])()
             for item in artifact("CourseEscrow")["abi"]
             if item["type"] == "event"
         }
         self._decimals: dict[str, int] = {ETH: 18}
         self._block_times: dict[int, int] = {}
-        self.state = self._load(start_block)
-        self._seen = self._published_since_save()
 
-    # --- state -----------------------------------------------------------------------------
-
-    @staticmethod
-    def _signature(item: dict[str, Any]) -> str:
-        return f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
-
-    def _load(self, start_block: int) -> IndexerState:
-        if self.path.exists():
-            return IndexerState.parse(self.path.read_text())
-        return IndexerState(next_block=start_block)
-
-    def _save(self) -> None:
-        self.state.offsets = {
-            f"{t}/{p}": o for (t, p), o in end_offsets(self.bootstrap, [self.topic]).items()
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(self.state.dump())
-        tmp.replace(self.path)
-
-    def _published_since_save(self) -> set[tuple[str, str]]:
-        """(receipt id, block hash) of what was published after the last save (a crash
-        between publish and save), so that it is not published again."""
-        since = {
-            (key.rsplit("/", 1)[0], int(key.rsplit("/", 1)[1])): offset
-            for key, offset in self.state.offsets.items()
-        }
-        seen: set[tuple[str, str]] = set()
-        for record in read_to_end(self.bootstrap, [self.topic], since=since):
-            if record.value is None:
-                continue
-            raw = json.loads(record.value)
-            if raw.get("contract", "").lower() == self.escrow.address.lower():
-                seen.add((raw["receipt_id"], raw["block_hash"]))
-        return seen
-
-    # --- reading the chain -----------------------------------------------------------------
+    def forget_blocks(self) -> None:
+        self._block_times.clear()
 
     def _block_time(self, number: int) -> datetime:
         if number not in self._block_times:
@@ -255,6 +195,76 @@ class Indexer:
                                       for k, v in a.items())  # fmt: skip
         return out
 
+
+def _signature(item: dict[str, Any]) -> str:
+    return f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
+
+
+class Indexer:
+    """Reads the escrow's logs behind the confirmation depth and publishes each once."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        escrow_address: str,
+        bootstrap: str,
+        topic: str,
+        state_dir: Path,
+        *,
+        confirmations: int,
+        start_block: int,
+        batch_blocks: int = 2_000,
+        reorg_window: int = 256,
+        producer: Producer | None = None,
+    ) -> None:
+        self.w3 = w3
+        self.escrow: Contract = escrow_at(w3, escrow_address)
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.confirmations = confirmations
+        self.batch_blocks = batch_blocks
+        self.reorg_window = reorg_window
+        self.chain_id = w3.eth.chain_id
+        self.path = state_dir / f"indexer-{self.chain_id}-{self.escrow.address.lower()}.json"
+        self.producer = producer or Producer(
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
+        )
+        self.decoder = LogDecoder(w3, self.escrow)
+        self.state = self._load(start_block)
+        self._seen = self._published_since_save()
+
+    # --- state -----------------------------------------------------------------------------
+
+    def _load(self, start_block: int) -> IndexerState:
+        if self.path.exists():
+            return IndexerState.parse(self.path.read_text())
+        return IndexerState(next_block=start_block)
+
+    def _save(self) -> None:
+        self.state.offsets = {
+            f"{t}/{p}": o for (t, p), o in end_offsets(self.bootstrap, [self.topic]).items()
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(self.state.dump())
+        tmp.replace(self.path)
+
+    def _published_since_save(self) -> set[tuple[str, str]]:
+        """(receipt id, block hash) of what was published after the last save (a crash
+        between publish and save), so that it is not published again."""
+        since = {
+            (key.rsplit("/", 1)[0], int(key.rsplit("/", 1)[1])): offset
+            for key, offset in self.state.offsets.items()
+        }
+        seen: set[tuple[str, str]] = set()
+        for record in read_to_end(self.bootstrap, [self.topic], since=since):
+            if record.value is None:
+                continue
+            raw = json.loads(record.value)
+            if raw.get("contract", "").lower() == self.escrow.address.lower():
+                seen.add((raw["receipt_id"], raw["block_hash"]))
+        return seen
+
     @staticmethod
     def key_of(receipt: SettlementReceipt) -> str:
         return receipt.enrollment_key or receipt.payee or receipt.course_key or receipt.contract
@@ -283,7 +293,7 @@ class Indexer:
             self.state.reorgs.extend(found)
             self.state.published = [(n, h) for n, h in self.state.published if n < lowest]
             self.state.next_block = min(self.state.next_block, lowest)
-            self._block_times.clear()
+            self.decoder.forget_blocks()
             self._save()
         return found
 
@@ -324,10 +334,10 @@ class Indexer:
                 if _hex(self.w3.eth.get_block(number)["hash"]) != block_hash:
                     consistent = False
             if consistent:
-                receipts = [r for e in entries if (r := self.decode(e)) is not None]
+                receipts = [r for e in entries if (r := self.decoder.decode(e)) is not None]
                 return receipts, blocks
             log.warning("blocks %d-%d changed while reading them; reading again", start, end)
-            self._block_times.clear()
+            self.decoder.forget_blocks()
             time.sleep(0.5)
         raise RuntimeError(f"blocks {start}-{end} kept changing while being read")
 

@@ -28,6 +28,10 @@ class ChainSettings(BaseModel):
     state_interval_s: int = Field(
         5, ge=1, description="anvil saves its --state file this often and on a clean exit."
     )
+    block_time_s: float | None = Field(
+        1.0, gt=0, description="The local anvil mines a block this often, so that confirmations "
+        "and deadlines behave as on a real chain; empty: a block per transaction (automine).",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _default_rpc(self) -> ChainSettings:

@@ -86,3 +86,79 @@ def settlement_index(
         indexer.run(stop, settings.settlement.index_poll_s)
     finally:
         indexer.close()
+
+
+@settlement_app.command("reconcile")
+def settlement_reconcile(
+    start: Annotated[
+        str | None, typer.Option("--from", help="Period start: ISO time (Z) or 30m/6h/2d back.")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Period end (exclusive).")] = None,
+) -> None:
+    """Compare the chain's logs with settlement.receipts, the settlements table and the
+    completion records; report matched, missing on-chain, missing off-chain, amount or metric
+    mismatches and reorganised blocks; record the run in `reconciliations`. Exits 1 on any
+    discrepancy."""
+    from learnstream.cli.common import since
+    from settlement import contract
+    from sinks.clickhouse.client import connect
+    from sinks.clickhouse.migrate import migrate
+    from sinks.settlement.reconcile import Reconciler
+    from streams.topics import SETTLEMENT_RECEIPTS
+
+    settings = get_settings()
+    require(settings, kafka=True, clickhouse=True, chain=True)
+    s = settings.settlement
+    w3 = contract.connect(settings.chain.rpc_url)
+    client = connect(settings.clickhouse.dsn)
+    migrate(client, settings.clickhouse.raw_ttl_days, settings.clickhouse.dlq_ttl_days)
+    report = Reconciler(
+        w3, contract.escrow_address(w3, s), contract.logs_start(w3, s), s.confirmations,
+        settings.kafka.bootstrap_servers, SETTLEMENT_RECEIPTS.name, client, s.state_dir,
+        s.settle_delay_s,
+    ).run(since(start), since(end))  # fmt: skip
+    typer.echo(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@settlement_app.command("show")
+def settlement_show(
+    enrollment: Annotated[str, typer.Argument(help="The enrollment id (its event_id, a UUID).")],
+    as_json: Annotated[bool, typer.Option("--json", help="The trail as JSON.")] = False,
+) -> None:
+    """An enrollment's whole trail: the enrollment, its scores and completion, the escrow and
+    its pinned terms, every log and transaction, the payees' credits and the service's
+    intents."""
+    import json
+    import uuid
+
+    from settlement import contract
+    from sinks.clickhouse.client import connect
+    from sinks.settlement.trail import trail
+
+    try:
+        enrollment_id = uuid.UUID(enrollment)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{enrollment!r} is not an enrollment id (a UUID)") from exc
+    settings = get_settings()
+    require(settings, clickhouse=True, chain=True)
+    s = settings.settlement
+    w3 = contract.connect(settings.chain.rpc_url)
+    roles = contract.Roles.from_settings(settings.chain, s)
+    found = trail(
+        enrollment_id, w3, contract.escrow_address(w3, s), contract.logs_start(w3, s),
+        connect(settings.clickhouse.dsn), s.state_dir, roles.oracle.address, roles.treasury,
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, default=str))
+        return
+    for section, value in found.items():
+        if isinstance(value, list):
+            typer.echo(f"{section}: {len(value)}")
+            for item in value:
+                typer.echo("  " + ", ".join(f"{k}={v}" for k, v in item.items()))
+        elif isinstance(value, dict):
+            typer.echo(f"{section}: " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        else:
+            typer.echo(f"{section}: {value}")

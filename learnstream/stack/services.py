@@ -340,6 +340,7 @@ class Anvil(Service):
             str(self.state_file),
             "--state-interval",
             str(c.state_interval_s),
+            *(["--block-time", f"{c.block_time_s:g}"] if c.block_time_s else []),
         ]
 
     def healthy(self) -> bool:

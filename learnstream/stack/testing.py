@@ -38,7 +38,8 @@ def throwaway_settings(
         _env_file=None,  # type: ignore[call-arg]
         kafka=KafkaSettings(port=free_port(), controller_port=free_port()),
         clickhouse=ClickHouseSettings(port=free_port()),
-        chain=ChainSettings(port=free_port(), state_interval_s=1),
+        chain=sections.pop("chain", None)
+        or ChainSettings(port=free_port(), state_interval_s=1, block_time_s=None),
         stack=stack,
         **sections,
     )
