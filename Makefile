@@ -28,6 +28,7 @@ bench: setup
 lock:
 	$(BIN)/uv pip compile -q --python-version 3.11 --generate-hashes requirements/app.in -o requirements/app.lock
 	$(BIN)/uv pip compile -q --python-version 3.11 --generate-hashes requirements/flink.in -o requirements/flink.lock
+	$(BIN)/uv pip compile -q --python-version 3.11 --generate-hashes requirements/tools.in -o requirements/tools.lock
 
 lint: setup
 	$(BIN)/ruff check .

@@ -46,22 +46,24 @@ java_ok || apt_install openjdk-17-jre-headless
 command -v mvn >/dev/null 2>&1 || apt_install maven
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 
-# --- Python: the application venv and the Flink venv -------------------------------------------
-make_venv() {  # $1 venv dir, $2 lock file
-  local venv=$1 lock=$2 key
-  key=$(hash_of "$lock" pyproject.toml)
+# --- Python: the application venv, the Flink venv and the tools venv (slither) -----------------
+make_venv() {  # $1 venv dir, $2 lock file, $3 "tools-only": the lock alone, not the project
+  local venv=$1 lock=$2 kind=${3:-project} key
+  if [ "$kind" = tools-only ]; then key=$(hash_of "$lock"); else key=$(hash_of "$lock" pyproject.toml); fi
   [ -x "$venv/bin/python" ] || { log "creating $venv"; "$PYTHON" -m venv "$venv"; }
   fresh "$(basename "$venv")" "$key" && [ -x .venv/bin/uv ] && return 0
   [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
   log "installing $lock into $venv"
   .venv/bin/uv pip sync -q --python "$venv/bin/python" "$lock"
-  .venv/bin/uv pip install -q --python "$venv/bin/python" --no-deps -e .
+  [ "$kind" = tools-only ] || .venv/bin/uv pip install -q --python "$venv/bin/python" --no-deps -e .
   stamp "$(basename "$venv")" "$key"
 }
 [ -x .venv/bin/python ] || { log "creating .venv"; "$PYTHON" -m venv .venv; }
 [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
 make_venv .venv requirements/app.lock
 make_venv .venv-flink requirements/flink.lock
+# slither-analyzer needs web3<8 (the app pins 8): its own venv, run as a command by the tests.
+make_venv .venv-tools requirements/tools.lock tools-only
 
 # --- JVM: Kafka broker + tools, Flink Kafka connector, from Maven Central ----------------------
 key=$(hash_of build/pom.xml)
@@ -72,12 +74,13 @@ if ! fresh jars "$key" || ! ls .cache/jars/kafka/kafka_2.13-*.jar >/dev/null 2>&
   stamp jars "$key"
 fi
 
-# --- npm: anvil and solcjs -----------------------------------------------------------------------
+# --- npm: anvil, forge, solcjs, OpenZeppelin ---------------------------------------------------
 key=$(hash_of tools/package.json tools/package-lock.json)
-if ! fresh npm "$key" || [ ! -d tools/node_modules/@foundry-rs ]; then
-  log "installing anvil and solc from npm into tools/node_modules"
+if ! fresh npm "$key" || [ ! -d tools/node_modules/@foundry-rs/forge ] ||
+   [ ! -d tools/node_modules/@openzeppelin/contracts ]; then
+  log "installing anvil, forge, solc and OpenZeppelin from npm into tools/node_modules"
   npm ci --prefix tools --no-audit --no-fund --no-update-notifier --loglevel=error >/dev/null
   stamp npm "$key"
 fi
 
-log "ready: .venv (app), .venv-flink (PyFlink), .cache/jars, tools/node_modules"
+log "ready: .venv (app), .venv-flink (PyFlink), .venv-tools (slither), .cache/jars, tools/node_modules"

@@ -207,7 +207,7 @@ contract CourseEscrow is AccessControl, Pausable, ReentrancyGuardTransient {
     /// @notice Escrows a batch of enrollments, each under its course's terms in force now.
     /// Ether deposits must add up to `msg.value`; tokens are pulled from the caller.
     function deposit(DepositInput[] calldata batch) external payable onlyRole(ORACLE_ROLE) whenNotPaused nonReentrant {
-        uint256 eth;
+        uint256 eth = 0;
         for (uint256 i; i < batch.length; ++i) {
             DepositInput calldata d = batch[i];
             uint32 termsId = _checkDeposit(d);

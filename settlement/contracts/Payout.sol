@@ -59,7 +59,10 @@ library Payout {
         pure
         returns (uint256 creator, uint256 platform, uint256 learner)
     {
+        // Two floors on purpose (the formula's definition): payable is itself paid out, and the
+        // creator gets a share of it; one product would break creator + platform == payable.
         uint256 payable_ = deposit * earned / BPS;
+        // slither-disable-next-line divide-before-multiply
         creator = payable_ * creatorShareBps / BPS;
         platform = payable_ - creator;
         learner = deposit - payable_;
