@@ -9,7 +9,10 @@ each asset's contract balance equals the credits not yet withdrawn."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Any
 import pytest
 
 from jobs.flink.runtime import RunOptions
-from learnstream.settings import Settings
+from learnstream.settings import Settings, to_env
 from learnstream.stack.children import kill, spawn, stop
 from learnstream.stack.collector import start_collector
 from learnstream.stack.procs import free_port
@@ -29,11 +32,11 @@ from settlement.escrows import EscrowView
 from settlement.settings import ChainSettings, SettlementSettings
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrate import migrate
-from sinks.settlement.reconcile import Reconciler
+from sinks.clickhouse.reconciliations import recent_reconciliations
 from streams.collector.auth import generate_key
 from streams.kafka import read_to_end
 from streams.simulate import run_simulation, sim_config_from_args
-from streams.topics import COURSE_COMPLETED, LEARNER_ENROLLMENTS, SETTLEMENT_RECEIPTS
+from streams.topics import COURSE_COMPLETED, LEARNER_ENROLLMENTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 KILLS = 3
@@ -176,21 +179,21 @@ def test_kills_and_a_reorg_pay_nobody_twice(tmp_path: Path) -> None:
         con.close()
         assert statuses and all(r == 1 for _, r in statuses if r is not None), statuses
         assert not list(escrow.events.SettlementSkipped().get_logs(from_block=0))
-        # reconcile: the chain, the receipts topic, ClickHouse and the completion records agree
-        client = connect(s.clickhouse.dsn)
-        report = Reconciler(
-            w3,
-            escrow.address,
-            0,
-            3,
-            s.kafka.bootstrap_servers,
-            SETTLEMENT_RECEIPTS.name,
-            client,
-            s.settlement.state_dir,
-            5,
-        ).run()
-        assert report.ok, report.render()
-        assert report.counts["matched"] > 0
+        # reconcile (the command finance runs): the chain, the receipts topic, ClickHouse and
+        # the completion records agree
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("LEARNSTREAM_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "learnstream.cli", "settlement", "reconcile"],
+            env={**clean, **to_env(s)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "ok: no discrepancy" in done.stdout and " matched 0," not in done.stdout
+        runs = recent_reconciliations(connect(s.clickhouse.dsn), 1)
+        assert runs and runs[0]["ok"] and runs[0]["matched"] > 0
         # each asset's balance is exactly the credits not yet withdrawn
         payees = {roles.treasury} | {e.refund_to for e in view.escrows.values()}
         payees |= {view.terms(e.terms_id).creator for e in view.escrows.values()}
