@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-PARTS = ("collector", "sink", "flink", "reco", "all")
+PARTS = ("collector", "sink", "flink", "reco", "settlement", "all")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,6 +23,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-seconds", type=int, default=20, help="sink latency: seconds")
     p.add_argument("--profile", action="store_true", help="profile the collector / a sink round")
     p.add_argument("--flink-events", type=int, default=200_000, help="Flink QoS: session reports")
+    p.add_argument("--settlements", type=int, default=2_000, help="settlement: batched ones")
+    p.add_argument("--single", type=int, default=200, help="settlement: one per transaction")
+    p.add_argument("--completions", type=int, default=200, help="settlement latency: records")
     return p
 
 
@@ -54,6 +57,10 @@ def main(argv: list[str] | None = None) -> None:
         from bench import reco
 
         print(reco.run().render())
+    if only in ("settlement", "all"):
+        from bench import settlement
+
+        print(settlement.run(args.settlements, args.single, completions=args.completions).render())
 
 
 if __name__ == "__main__":

@@ -280,6 +280,14 @@ contract CourseEscrow is AccessControl, Pausable, ReentrancyGuardTransient {
         return _escrows[key];
     }
 
+    /// @notice The states of many escrows in one call (the oracle reads them before it sends).
+    function statesOf(bytes32[] calldata keys) external view returns (State[] memory states) {
+        states = new State[](keys.length);
+        for (uint256 i; i < keys.length; ++i) {
+            states[i] = _escrows[keys[i]].state;
+        }
+    }
+
     function termsOf(uint32 termsId) external view returns (Terms memory) {
         return _terms[termsId];
     }

@@ -79,6 +79,7 @@ class SettlementDestination(Destination):
         self.blocked: dict[bytes, str] = {}  # keys whose transaction reverted: never resent
         self.counts = {"registered": 0, "deposited": 0, "settled": 0, "failed": 0}
         self._started = False
+        self._last_poll = 0.0
 
     # --- the runner's hooks ----------------------------------------------------------------
 
@@ -105,7 +106,9 @@ class SettlementDestination(Destination):
 
     def on_tick(self, now: datetime) -> None:
         self._start()
-        self._poll()
+        if time.monotonic() - self._last_poll >= self.sender.receipt_poll_s:
+            self._poll()  # receipts, replacements, the chain's new logs: at the sender's pace
+            self._last_poll = time.monotonic()
         self._act(now)
 
     def status(self) -> dict[str, Any]:

@@ -49,10 +49,9 @@ LESSONS = (
 PRICES_MINOR = (1900, 2900, 4900, 7900, 9900, 14900)
 
 
-# The payout policies show every settlement path in a demo of minutes: a grace of two minutes
-# (above the settlement sink's default delay), an early-finish refund on every other course, and
-# one course settled by an exam.
-GRACE_S = 120
+# The payout policies show every settlement path in a demo of minutes: a short grace
+# (``cfg.grace_s``, above the settlement sink's delay), an early-finish refund on every other
+# course, and one course settled by an exam.
 EARLY_BPS = 8000  # finishing within the first half of the deadline: the learner gets 20 % back
 
 
@@ -85,7 +84,7 @@ def _payout(rng: random.Random, k: int, cfg: SimConfig, exam_quiz_id: str | None
         creator_share_bps=rng.choice((7000, 8000, 8500)),
         partial="linear" if rng.random() < 0.8 else "none",
         deadline_days=deadline_days,
-        grace_s=GRACE_S,
+        grace_s=cfg.grace_s,
         tranches=tranches,
         metric="exam" if exam_quiz_id else "completion",
         exam_quiz_id=exam_quiz_id,

@@ -101,6 +101,10 @@ class SimConfig:
     dropout_fraction: float = 0.3  # of enrolled journeys
     browse_only_fraction: float = 0.1  # of journeys: view pages, never enroll
     deadline_s: float = 600.0  # pay-by-completion: deadline_at = enrollment + this
+    # ... or the run's end + this: a backdated run (rate 0) is sent now, and the platform's
+    # server sets deadlines from when it sends; the money clock is the collector's.
+    deadline_from_end: bool = False
+    grace_s: int = 120  # the catalogue's payout grace (must exceed the settlement delay)
     degraded_edges: int | tuple[str, ...] = 1  # how many edge nodes (seeded pick), or which
     currency: str = "EUR"
 

@@ -165,7 +165,8 @@ class Simulation:
         at = self._base + timedelta(milliseconds=t_ms)
         fields = dict(draft.fields, occurred_at=at)
         if draft.cls is Enrollment and fields["payment_model"] == "pay_by_completion":
-            fields["deadline_at"] = at + self._deadline
+            base = max(at, self.cfg.end) if self.cfg.deadline_from_end else at
+            fields["deadline_at"] = base + self._deadline
         return draft.cls(**fields)  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[SimItem]:
