@@ -34,6 +34,7 @@ ETH = "0x0000000000000000000000000000000000000000"
 METRICS = {"completion": 0, "exam": 1}
 STATES = ("none", "open", "settled", "expired")
 UINT32_MAX = 2**32 - 1
+LOCAL_CHAIN_ID = 31337  # anvil's (and Hardhat's): the only chain the dev accounts may serve
 
 
 class ChainError(LearnstreamError):
@@ -117,6 +118,20 @@ class Roles:
 
     @classmethod
     def from_settings(cls, chain: ChainSettings, settlement: SettlementSettings) -> Roles:
+        """The roles' accounts; on a chain other than the local one (31337) every key and
+        address must be set: anvil's development mnemonic is public."""
+        local = chain.chain_id == LOCAL_CHAIN_ID
+        missing = [
+            f"LEARNSTREAM_SETTLEMENT__{name.upper()}"
+            for name in ("admin_key", "oracle_key", "pauser_address", "treasury_address")
+            if getattr(settlement, name) is None
+        ]
+        if missing and not local:
+            raise LearnstreamError(
+                f"chain {chain.chain_id} is not the local chain: set {', '.join(missing)} (the "
+                "development mnemonic's accounts are public and must never hold real money)"
+            )
+
         def key(secret: Any, index: int) -> LocalAccount:
             if secret is not None:
                 return Account.from_key(secret.get_secret_value())

@@ -10,7 +10,9 @@ import pytest
 
 from learnstream.stack.procs import free_port
 from learnstream.stack.testing import throwaway_stack
+from schemas.errors import LearnstreamError
 from settlement import contract
+from settlement.settings import ChainSettings, SettlementSettings
 from tests.test_unreachable import assert_plain, learnstream
 
 pytestmark = pytest.mark.slow
@@ -55,3 +57,18 @@ def test_deploy_names_an_unreachable_chain(tmp_path: Path) -> None:
         LEARNSTREAM_CHAIN__PORT=str(port), LEARNSTREAM_SETTLEMENT__STATE_DIR=str(tmp_path),
     )  # fmt: skip
     assert_plain(result, 12, f"http://127.0.0.1:{port}")
+
+
+def test_the_public_dev_accounts_never_serve_another_chain() -> None:
+    with pytest.raises(LearnstreamError, match="LEARNSTREAM_SETTLEMENT__ORACLE_KEY"):
+        contract.Roles.from_settings(ChainSettings(chain_id=1), SettlementSettings())
+    keys = {
+        "admin_key": "0x" + "11" * 32,
+        "oracle_key": "0x" + "22" * 32,
+        "pauser_address": "0x" + "33" * 20,
+        "treasury_address": "0x" + "44" * 20,
+    }
+    roles = contract.Roles.from_settings(ChainSettings(chain_id=1), SettlementSettings(**keys))
+    assert roles.oracle.key.hex() == "22" * 32 and roles.treasury == "0x" + "44" * 20
+    local = contract.Roles.from_settings(ChainSettings(), SettlementSettings())
+    assert local.oracle.address == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

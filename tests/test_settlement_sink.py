@@ -68,6 +68,7 @@ def enrollment(
     amount: int,
     refund: str,
     course_id: str = "c-escrow",
+    asset: str = "ETH",
 ) -> Enrollment:
     return Enrollment.model_validate(
         {
@@ -88,7 +89,7 @@ def enrollment(
             "course_id": course_id,
             "price": {"amount_minor": 4900, "currency": "EUR"},
             "payment_model": "pay_by_completion",
-            "escrow": {"deposit_wei": str(amount), "refund_address": refund},
+            "escrow": {"deposit_wei": str(amount), "refund_address": refund, "asset": asset},
             "deadline_at": iso(deadline),
         },
         strict=False,
@@ -143,7 +144,7 @@ class Running:
 
     def __init__(self, chain: Chain, stack: Stack, names: dict[str, str], state: Path) -> None:
         self.chain = chain
-        view = EscrowView(chain.w3, chain.escrow.address, 0)
+        view = EscrowView(chain.w3, chain.escrow.address, 0, 1)  # as deep as the sender
         sender = Sender(chain.w3, chain.roles.oracle, state, confirmations=1, receipt_poll_s=0.1)
         self.dest = SettlementDestination(
             chain.w3, sender, view, settle_delay_s=1, names=names, batch_size=10
@@ -272,3 +273,43 @@ def test_the_sink_deposits_and_settles_every_path_once(
     again.until(lambda: again.dest.book.ignored >= 3, timeout=60)
     assert len(intents(chain, state)) == len(sent)
     assert settled_logs(chain) == logs
+
+
+def test_a_bad_enrollment_never_holds_up_the_others(
+    chain: Chain, stack: Stack, names: dict[str, str], tmp_path: Path
+) -> None:
+    """A refund address with a wrong checksum and a token deposit the wallet cannot fund go to
+    the DLQ with their reasons; the good enrollment beside them is deposited and settled."""
+    bootstrap = stack.settings.kafka.bootstrap_servers
+    policy = course()
+    now = datetime.now(UTC)
+    deadline = now + timedelta(minutes=5)
+    good_address = chain.learner.address
+    typo = good_address[:-1] + (good_address[-1].swapcase() if good_address[-1].isalpha() else "a")
+    lower = enrollment("l-lower", now, deadline, ETHER, good_address.lower())
+    bad = enrollment("l-typo", now, deadline, ETHER, typo)
+    broke = enrollment("l-broke", now, deadline, 10**12, good_address, asset=chain.coin.address)
+    producer = make_producer(bootstrap)
+    produce_all(producer, names[COURSE_CATALOG.name], [(policy.course_id, to_wire(policy))])
+    produce_all(
+        producer,
+        names[LEARNER_ENROLLMENTS.name],
+        [(e.learner_id, to_wire(e)) for e in (bad, broke, lower)],
+    )
+    (done,) = completion_records(lower, score=1.0, completed_at=now + timedelta(seconds=1))[1:]
+    produce_all(
+        producer, names[COURSE_COMPLETED.name], [(done.enrollment_id, done.model_dump_json())]
+    )
+    running = Running(chain, stack, names, tmp_path / "sender")
+    key = c.enrollment_key(lower.event_id)
+    running.until(lambda: key in settled_logs(chain))
+    assert chain.escrow.functions.escrowOf(key).call()[4] == good_address  # checksummed
+    for e in (bad, broke):
+        assert chain.escrow.functions.escrowOf(c.enrollment_key(e.event_id)).call()[2] == 0
+    dead = [json.loads(r.value) for r in read_to_end(bootstrap, [LEARNER_DLQ.name])]
+    reasons = {
+        e.learner_id: [d["detail"] for d in dead if str(e.event_id) in d["raw"]]
+        for e in (bad, broke)
+    }
+    assert "checksum" in reasons["l-typo"][0]
+    assert "holds 0 of" in reasons["l-broke"][0]

@@ -1,5 +1,5 @@
-"""Settlement: `learnstream settlement deploy | index` (the sink is `learnstream sinks
-settlement`; see docs/settlement.md)."""
+"""Settlement: `learnstream settlement deploy | index | reconcile | show` (the sink is
+`learnstream sinks settlement`; see docs/settlement.md)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ settlement_app = typer.Typer(
 @settlement_app.command("deploy")
 def settlement_deploy(
     stablecoin: Annotated[
-        bool,
-        typer.Option(help="Also deploy the 6-decimal test stablecoin (local chains only)."),
-    ] = True,
+        bool | None,
+        typer.Option(
+            help="Also deploy the 6-decimal test stablecoin; default: only on the local chain "
+            "(31337)."
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="Deploy anew even if this chain has a recorded escrow.")
     ] = False,
@@ -40,10 +43,13 @@ def settlement_deploy(
         if existing.stablecoin:
             typer.echo(f"test stablecoin (tUSD, 6 decimals): {existing.stablecoin}")
         return
-    if stablecoin and w3.eth.chain_id != settings.chain.chain_id:
+    local = w3.eth.chain_id == contract.LOCAL_CHAIN_ID
+    if stablecoin is None:
+        stablecoin = local
+    if stablecoin and not local:
         raise typer.BadParameter(
-            f"chain {w3.eth.chain_id} is not the local chain ({settings.chain.chain_id}): the "
-            "test stablecoin is for local chains; pass --no-stablecoin"
+            f"chain {w3.eth.chain_id} is not the local chain ({contract.LOCAL_CHAIN_ID}): the "
+            "test stablecoin (anyone may mint it) is for local chains only"
         )
     roles = contract.Roles.from_settings(settings.chain, settings.settlement)
     record = contract.deploy(w3, roles, settings.settlement.state_dir, stablecoin=stablecoin)

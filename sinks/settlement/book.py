@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from eth_utils import to_checksum_address
 from pydantic import ValidationError
 
 from schemas.catalog import Course
@@ -62,6 +63,20 @@ class Refused(ValueError):
     """An enrollment the escrow cannot take (dead-lettered with this reason)."""
 
 
+MAX_DEPOSIT = 2**200  # the contract's bound: deposit * 10,000 never overflows
+
+
+def checksummed(address: str, field_name: str) -> str:
+    """An address in EIP-55 form. All-lower or all-upper hex carries no checksum and is
+    accepted; mixed case must be a valid checksum (a typo would send money elsewhere)."""
+    body = address[2:]
+    if body.lower() == body or body.upper() == body:
+        return to_checksum_address(address)
+    if to_checksum_address(address) != address:
+        raise Refused(f"{field_name} {address} has a wrong EIP-55 checksum: a typo?")
+    return address
+
+
 def plan_deposit(enrollment: Enrollment, course: Course | None) -> DepositPlan:
     """The deposit of a pay-by-completion enrollment, or :class:`Refused` saying why not."""
     if enrollment.escrow is None or enrollment.deadline_at is None:
@@ -70,6 +85,8 @@ def plan_deposit(enrollment: Enrollment, course: Course | None) -> DepositPlan:
         raise Refused(f"course {enrollment.course_id!r} is not in the catalogue")
     if "pay_by_completion" not in course.payment_models:
         raise Refused(f"course {course.course_id!r} does not offer pay_by_completion")
+    if enrollment.received_at is None:
+        raise Refused("no received_at: enrollments move money and must come through the collector")
     enrolled_ms, deadline_ms = to_ms(enrollment.received_at), to_ms(enrollment.deadline_at)
     cap_ms = course.payout.deadline_seconds * 1000
     if deadline_ms <= enrolled_ms:
@@ -83,15 +100,18 @@ def plan_deposit(enrollment: Enrollment, course: Course | None) -> DepositPlan:
             f"{course.payout.deadline_days} days after the enrollment was received "
             f"({enrollment.received_at.isoformat()})"
         )
-    if enrollment.escrow.deposit_wei == 0:
-        raise Refused("the deposit is 0")
+    if not 0 < enrollment.escrow.deposit_wei <= MAX_DEPOSIT:
+        raise Refused(f"the deposit {enrollment.escrow.deposit_wei} is not in (0, 2^200]")
+    refund_to = checksummed(enrollment.escrow.refund_address, "refund_address")
+    if int(refund_to, 16) == 0:
+        raise Refused("refund_address is the zero address: refunds would be burnt")
     return DepositPlan(
         key=enrollment_key(enrollment.event_id),
         enrollment_id=str(enrollment.event_id),
         course_id=course.course_id,
         asset=enrollment.escrow.asset,
         amount=enrollment.escrow.deposit_wei,
-        refund_to=enrollment.escrow.refund_address,
+        refund_to=refund_to,
         enrolled_ms=enrolled_ms,
         deadline_ms=deadline_ms,
     )

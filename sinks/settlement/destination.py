@@ -27,10 +27,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from web3 import Web3
+from web3.exceptions import Web3Exception
 
 from schemas.derived import CompletionScore, CourseCompleted
 from schemas.events import Enrollment
-from settlement.contract import ETH, course_key, terms_of, token_at
+from settlement.contract import ETH, ChainError, course_key, enrollment_key, terms_of, token_at
 from settlement.escrows import EscrowView
 from settlement.sender import Sender
 from sinks.runner import Batch, Destination, Partition, Record, Rejection, Written
@@ -80,12 +81,18 @@ class SettlementDestination(Destination):
         self.counts = {"registered": 0, "deposited": 0, "settled": 0, "failed": 0}
         self._started = False
         self._last_poll = 0.0
+        self._records: dict[bytes, Record] = {}  # the enrollment record of each waiting plan
+        self._refused: list[Rejection] = []  # plans the chain would not take: to the DLQ
+        self._allowed: dict[str, bool] = {}
 
     # --- the runner's hooks ----------------------------------------------------------------
 
     def load(self, records: Sequence[Record]) -> None:
         for record in records:
-            self._take(record)
+            refused = self._take(record)
+            if refused is not None:  # read again at start: dead-lettered when it first came
+                log.warning("%s[%d]@%d ignored: %s", record.topic, record.partition,
+                            record.offset, refused.detail)  # fmt: skip
         self._start()
 
     def resume(self, partitions: Sequence[Partition]) -> Mapping[Partition, int | None]:
@@ -101,6 +108,8 @@ class SettlementDestination(Destination):
             if rejection is not None:
                 written.rejected.append(rejection)
         self._act(datetime.now(UTC))
+        written.rejected.extend(self._refused)
+        self._refused.clear()
         written.counts = {"escrow": len(batch.records) - len(written.rejected)}
         return written
 
@@ -134,21 +143,17 @@ class SettlementDestination(Destination):
             return None  # a tombstone of a compacted topic
         if record.topic == self.catalog:
             self.book.take_course(record.value)
-        elif record.topic == self.completed:
-            self._ignore_if_closed(
-                self.book.take_completed(self._parse(CourseCompleted, record), record.offset)
-            )
-        elif record.topic == self.scores:
-            self._ignore_if_closed(
-                self.book.take_score(self._parse(CompletionScore, record), record.offset)
-            )
         elif record.topic == self.enrollments:
             return self._take_enrollment(record)
+        elif record.topic in (self.completed, self.scores):
+            model = CourseCompleted if record.topic == self.completed else CompletionScore
+            try:
+                parsed = model.model_validate_json(record.value)
+            except ValidationError as exc:
+                return Rejection(record, "invalid", f"not a {model.__name__}: {exc}")
+            take = self.book.take_completed if model is CourseCompleted else self.book.take_score
+            self._ignore_if_closed(take(parsed, record.offset))
         return None
-
-    @staticmethod
-    def _parse(model: Any, record: Record) -> Any:
-        return model.model_validate_json(record.value)
 
     def _ignore_if_closed(self, key: bytes) -> None:
         escrow = self.view.escrows.get(key)
@@ -163,13 +168,24 @@ class SettlementDestination(Destination):
             return Rejection(record, "invalid", f"not an enrollment: {exc.errors()[0]['msg']}")
         if enrollment.payment_model != "pay_by_completion":
             return None
+        key = enrollment_key(enrollment.event_id)
+        if key in self.view.escrows:
+            return None  # deposited already: a record read again (never refused twice)
         try:
             plan = plan_deposit(enrollment, self.book.courses.get(enrollment.course_id))
+            if not self._asset_allowed(plan.asset):
+                raise Refused(f"the escrow does not accept asset {plan.asset}")
         except Refused as exc:
             return Rejection(record, "invalid", f"settlement refused the enrollment: {exc}")
-        if plan.key not in self.view.escrows:
-            self.book.to_deposit[plan.key] = plan
+        self.book.to_deposit[plan.key] = plan
+        self._records[plan.key] = record
         return None
+
+    def _asset_allowed(self, asset: str) -> bool:
+        if asset not in self._allowed:
+            address = ETH if asset == "ETH" else asset
+            self._allowed[asset] = bool(self.view.contract.functions.assetAllowed(address).call())
+        return self._allowed[asset]
 
     # --- acting ----------------------------------------------------------------------------
 
@@ -179,18 +195,28 @@ class SettlementDestination(Destination):
         if self._started:
             return
         self.sender.rebroadcast()
+        for intent in self.sender.intents("failed"):  # held back, across restarts too
+            self._hold(intent)
         self.view.refresh()
         self._started = True
 
-    def _poll(self) -> None:
-        for change in self.sender.poll():
+    def _hold(self, intent: Any, detail: str = "") -> None:
+        """A transaction that reverted: its escrows are held back (shown in ``status()`` and by
+        `settlement show`), never resent blindly."""
+        for key in intent.meta.get("keys", []):
+            self.blocked[bytes.fromhex(key)] = intent.intent_id
+        log.error("transaction %s of intent %s reverted%s: its escrows are held back (see "
+                  "`learnstream settlement show`)", intent.tx_hash, intent.intent_id,
+                  f" ({detail})" if detail else "")  # fmt: skip
+
+    def _changes(self, changes: list[Any]) -> None:
+        for change in changes:
             if change.event == "failed":
                 self.counts["failed"] += 1
-                for key in change.intent.meta.get("keys", []):
-                    self.blocked[bytes.fromhex(key)] = change.intent.intent_id
-                log.error("transaction %s of intent %s reverted: %s (its escrows are held "
-                          "back; see `learnstream settlement show`)", change.intent.tx_hash,
-                          change.intent.intent_id, change.detail)  # fmt: skip
+                self._hold(change.intent, change.detail)
+
+    def _poll(self) -> None:
+        self._changes(self.sender.poll())
         self.view.refresh()
 
     def _act(self, now: datetime) -> None:
@@ -209,7 +235,7 @@ class SettlementDestination(Destination):
     def _wait_mined(self, intent_ids: list[str]) -> None:
         deadline = time.monotonic() + self.mined_timeout_s
         while intent_ids:
-            self.sender.poll()
+            self._changes(self.sender.poll())
             intent_ids = [
                 i
                 for i in intent_ids
@@ -232,8 +258,9 @@ class SettlementDestination(Destination):
             terms = terms_of(course)
             digest = Web3.keccak(self._encode_terms(terms))
             ckey = course_key(course_id)
-            current = self.view.course_terms.get(ckey)
-            if current is not None and self.view.terms_hashes.get(current) == digest:
+            functions = self.view.contract.functions  # at the latest block, not the deep view
+            current = int(functions.courseTerms(ckey).call())
+            if current and bytes(functions.termsHash(current).call()) == digest:
                 continue
             data = self.view.contract.encode_abi("registerCourse", args=[ckey, terms])
             sent.append(self._send("register", data, {"course_id": course_id}))
@@ -248,38 +275,67 @@ class SettlementDestination(Destination):
                       [terms])  # fmt: skip
 
     def _deposit(self) -> None:
-        plans = [
-            p for k, p in self.book.to_deposit.items()
-            if k not in self.view.escrows and k not in self.blocked
-            and course_key(p.course_id) in self.view.course_terms
-        ]  # fmt: skip
-        flying = self._in_flight("deposit")
-        plans = [p for p in plans if p.key not in flying]
+        """Deposits every waiting plan whose course is registered (at the latest block: the
+        registration was just mined), in batches. A batch the chain would refuse is split
+        until the refused enrollments are found; they go to the DLQ with the reason, and
+        nothing else waits for them."""
         for key in [k for k in self.book.to_deposit if k in self.view.escrows]:
             del self.book.to_deposit[key]  # deposited (by us, earlier)
-        sent = []
+            self._records.pop(key, None)
+        flying = self._in_flight("deposit")
+        plans = [p for k, p in self.book.to_deposit.items()
+                 if k not in flying and k not in self.blocked]  # fmt: skip
+        if not plans:
+            return
+        registered = {
+            cid: bool(self.view.contract.functions.courseTerms(course_key(cid)).call())
+            for cid in {p.course_id for p in plans}
+        }
+        plans = [p for p in plans if registered[p.course_id]]
+        states = self.view.states([p.key for p in plans])
+        plans = [p for p in plans if states[p.key] == "none"]  # others: on chain already
+        sent: list[str] = []
         for start in range(0, len(plans), self.batch_size):
-            chunk = plans[start : start + self.batch_size]
-            states = self.view.states([p.key for p in chunk])
-            chunk = [p for p in chunk if states[p.key] == "none"]
-            if not chunk:
-                continue
+            self._deposit_chunk(plans[start : start + self.batch_size], sent)
+        self._wait_mined(sent)
+
+    def _deposit_chunk(self, chunk: list[DepositPlan], sent: list[str]) -> None:
+        try:
             value = self._fund(chunk)
             data = self.view.contract.encode_abi("deposit", args=[[p.struct() for p in chunk]])
             sent.append(self._send("deposit", data, {"keys": [p.key.hex() for p in chunk]}, value))
             self.counts["deposited"] += len(chunk)
-        self._wait_mined(sent)
+        except (ChainError, ValueError, Web3Exception) as exc:
+            if len(chunk) > 1:
+                half = len(chunk) // 2
+                self._deposit_chunk(chunk[:half], sent)
+                self._deposit_chunk(chunk[half:], sent)
+                return
+            self._refuse(chunk[0], f"the escrow would not take the deposit: {exc}")
+
+    def _refuse(self, plan: DepositPlan, reason: str) -> None:
+        self.book.to_deposit.pop(plan.key, None)
+        record = self._records.pop(plan.key, None)
+        log.error("enrollment %s not deposited: %s", plan.enrollment_id, reason)
+        if record is not None:
+            self._refused.append(Rejection(record, "invalid", reason))
 
     def _fund(self, plans: list[DepositPlan]) -> int:
-        """The ether to send with a deposit batch; token allowances are raised as needed."""
+        """The ether to send with a deposit batch, after checking the wallet holds it; token
+        balances are checked and allowances raised as needed."""
+        owner = self.sender.address
         eth = sum(p.amount for p in plans if p.asset == "ETH")
+        if eth and eth > int(self.w3.eth.get_balance(owner)):
+            raise ChainError(f"the escrow wallet {owner} holds less than the {eth} wei needed")
         tokens: dict[str, int] = {}
         for p in plans:
             if p.asset != "ETH":
                 tokens[p.asset] = tokens.get(p.asset, 0) + p.amount
         for token, amount in tokens.items():
             coin = token_at(self.w3, token)
-            owner = self.sender.address
+            held = int(coin.functions.balanceOf(owner).call())
+            if held < amount:
+                raise ChainError(f"the escrow wallet holds {held} of {token}, {amount} needed")
             if coin.functions.allowance(owner, self.view.contract.address).call() < amount:
                 data = coin.encode_abi("approve", args=[self.view.contract.address, MAX_UINT256])
                 self._wait_mined([self._send("approve", data, {"token": token}, to=token)])
@@ -293,8 +349,9 @@ class SettlementDestination(Destination):
         terms = {e.terms_id: self.view.terms(e.terms_id) for e in candidates}
         due: list[Outcome] = self.book.due(candidates, terms, now)
         # Without a completion the contract settles only once its own clock passed the
-        # deadline; wait for the chain rather than send an entry it would skip.
-        chain_ms = int(self.w3.eth.get_block("pending")["timestamp"]) * 1000
+        # deadline; wait until the latest block did (the transaction lands later still), so
+        # that the gas estimate runs the settling path, not the cheaper skipping one.
+        chain_ms = int(self.w3.eth.get_block("latest")["timestamp"]) * 1000
         deadlines = {e.key: e.deadline_ms for e in candidates}
         due = [o for o in due if o.complete or chain_ms >= deadlines[o.key]]
         for start in range(0, len(due), self.batch_size):
@@ -313,7 +370,7 @@ class SettlementDestination(Destination):
         """Submits a call under an id derived from its bytes: the same decision replayed finds
         its intent and sends nothing. Only when that intent is final and its work still
         undone (say, a settlement the chain skipped as not yet due) does a new one go out."""
-        base = f"{kind}:{_digest(data)}"
+        base = f"{kind}:{_digest(f'{to or self.view.contract.address}:{value}:{data}')}"
         for n in range(1_000):
             intent_id = base if n == 0 else f"{base}:{n}"
             existing = self.sender.get(intent_id)

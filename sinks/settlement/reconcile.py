@@ -182,7 +182,7 @@ class Reconciler:
             report, on_chain, self._clickhouse(), "the settlements table", start, end
         )
         report.counts["matched"] = len(in_topic & in_table)
-        self._reorgs(report, chain_id)
+        self._reorgs(report, chain_id, start, end)
         view = EscrowView(self.w3, self.escrow.address, self.start_block)
         view.refresh()
         self._settlements(report, on_chain, view)
@@ -268,10 +268,15 @@ class Reconciler:
             )
         return same
 
-    def _reorgs(self, report: Report, chain_id: int) -> None:
+    def _reorgs(
+        self, report: Report, chain_id: int, start: datetime | None, end: datetime | None
+    ) -> None:
+        """The deep reorganisations the indexer recorded, detected within the period."""
         path = self.state_dir / f"indexer-{chain_id}-{self.escrow.address.lower()}.json"
         if path.exists():
             for reorg in IndexerState.parse(path.read_text()).reorgs:
+                if not _in(datetime.fromisoformat(reorg.detected_at), start, end):
+                    continue
                 report.add(
                     "reorged_blocks",
                     f"block {reorg.number} was {reorg.published_hash} "
