@@ -324,3 +324,20 @@ def logs_start(w3: Web3, settlement: SettlementSettings) -> int:
         return settlement.deployment_block
     record = Deployment.load(settlement.state_dir, int(w3.eth.chain_id))
     return record.block if record is not None else 0
+
+
+def void_stale_state(state_dir: Path, chain_id: int) -> Path | None:
+    """Moves the sender's store and the indexer's state of ``chain_id`` aside (into
+    ``void-<time>/``) when the chain they belong to is gone (a fresh local chain): their
+    intents and progress refer to transactions that no longer exist. Returns the folder."""
+    stale = [
+        *state_dir.glob(f"sender-{chain_id}-*.sqlite*"),
+        *state_dir.glob(f"indexer-{chain_id}-*.json"),
+    ]
+    if not stale:
+        return None
+    folder = state_dir / f"void-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in stale:
+        path.replace(folder / path.name)
+    return folder

@@ -246,7 +246,15 @@ class Sender:
                 self.store.set_meta("address", self.address)
                 self.store.set_meta("genesis", str(genesis))
         elif stored != genesis:
-            raise intents.StoreMismatch.genesis(self.path, stored, genesis, self.rpc_url)
+            # anvil restarted from its --state keeps accounts and recent blocks but makes a new
+            # block 0: the same chain if our account's nonce still covers every final intent
+            final = self.store.list("confirmed", "failed")
+            if final and self._count("latest") <= final[-1].nonce:
+                raise intents.StoreMismatch.genesis(self.path, stored, genesis, self.rpc_url)
+            log.warning("sender %s: the node's block 0 changed (%s -> %s) but the chain holds "
+                        "this store's transactions (a node restarted from saved state): going "
+                        "on", self.address, stored, genesis)  # fmt: skip
+            self.store.set_meta("genesis", str(genesis))
         latest = self._count("latest")
         pending = self._count("pending")
         if self.store.next_nonce() is None:

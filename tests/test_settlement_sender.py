@@ -291,15 +291,26 @@ def test_an_intent_whose_nonce_somebody_else_used(chain: Chain, tmp_path: Path) 
 
 
 def test_the_store_belongs_to_one_chain(chain: Chain, tmp_path: Path) -> None:
-    s = sender(chain, tmp_path)
+    s = sender(chain, tmp_path, confirmations=0)
     path = s.path
     assert path.name == f"sender-31337-{chain.roles.oracle.address}.sqlite"
+    s.wait(s.submit("register:c-escrow", *register_call(chain)).intent_id, 30)
     s.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         db.execute("UPDATE meta SET value = '0xdead' WHERE key = 'genesis'")
+    # another block 0, but the chain holds our transactions (anvil restarted from its state
+    # file makes a new block 0): the same chain, the store goes on
+    again = sender(chain, tmp_path, confirmations=0)
+    assert again.get("register:c-escrow").status == "confirmed"  # type: ignore[union-attr]
+    again.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'genesis'").fetchone()[0] != "0xdead"
+        # a chain without our transactions: a fresh chain, the store's intents are void
+        db.execute("UPDATE meta SET value = '0xdead' WHERE key = 'genesis'")
+        db.execute("UPDATE intents SET nonce = nonce + 1000000")
     with pytest.raises(StoreMismatch, match="fresh local chain"):
-        sender(chain, tmp_path)
+        sender(chain, tmp_path, confirmations=0)
 
 
 def test_an_unreachable_node(tmp_path: Path, deployed: Chain) -> None:

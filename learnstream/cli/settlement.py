@@ -51,6 +51,13 @@ def settlement_deploy(
             f"chain {w3.eth.chain_id} is not the local chain ({contract.LOCAL_CHAIN_ID}): the "
             "test stablecoin (anyone may mint it) is for local chains only"
         )
+    if existing is not None and not w3.eth.get_code(existing.escrow):
+        void = contract.void_stale_state(settings.settlement.state_dir, existing.chain_id)
+        if void is not None:
+            typer.echo(
+                f"no escrow at {existing.escrow} any more (a fresh chain): the old "
+                f"chain's sender store and indexer state moved to {void}"
+            )
     roles = contract.Roles.from_settings(settings.chain, settings.settlement)
     record = contract.deploy(w3, roles, settings.settlement.state_dir, stablecoin=stablecoin)
     typer.echo(f"escrow {record.escrow} on chain {record.chain_id} at block {record.block}")
@@ -83,8 +90,9 @@ def settlement_index(
     indexer = receipts_indexer(settings)
     try:
         if once:
-            typer.echo(f"published {indexer.step()} receipts through block "
-                       f"{indexer.state.next_block - 1}")  # fmt: skip
+            typer.echo(
+                f"published {indexer.step()} receipts through block {indexer.state.next_block - 1}"
+            )
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -119,10 +127,16 @@ def settlement_reconcile(
     client = connect(settings.clickhouse.dsn)
     migrate(client, settings.clickhouse.raw_ttl_days, settings.clickhouse.dlq_ttl_days)
     report = Reconciler(
-        w3, contract.escrow_address(w3, s), contract.logs_start(w3, s), s.confirmations,
-        settings.kafka.bootstrap_servers, SETTLEMENT_RECEIPTS.name, client, s.state_dir,
+        w3,
+        contract.escrow_address(w3, s),
+        contract.logs_start(w3, s),
+        s.confirmations,
+        settings.kafka.bootstrap_servers,
+        SETTLEMENT_RECEIPTS.name,
+        client,
+        s.state_dir,
         s.settle_delay_s,
-    ).run(since(start), since(end))  # fmt: skip
+    ).run(since(start), since(end))
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)
@@ -153,9 +167,15 @@ def settlement_show(
     w3 = contract.connect(settings.chain.rpc_url)
     roles = contract.Roles.from_settings(settings.chain, s)
     found = trail(
-        enrollment_id, w3, contract.escrow_address(w3, s), contract.logs_start(w3, s),
-        connect(settings.clickhouse.dsn), s.state_dir, roles.oracle.address, roles.treasury,
-    )  # fmt: skip
+        enrollment_id,
+        w3,
+        contract.escrow_address(w3, s),
+        contract.logs_start(w3, s),
+        connect(settings.clickhouse.dsn),
+        s.state_dir,
+        roles.oracle.address,
+        roles.treasury,
+    )
     if as_json:
         typer.echo(json.dumps(found, indent=2, default=str))
         return
