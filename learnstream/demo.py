@@ -1,8 +1,10 @@
 """`learnstream demo`: the pipeline end to end on the local defaults.
 
-Today: the stack, the collector, a simulated run through it (with some bad input), a look at
-the dead-letter topic, the two Flink jobs over what arrived, and the ClickHouse sink. Later
-issues add the Faust app, settlement and the dashboards.
+Today: the stack, the collector, the escrow with the settlement sink and the receipts indexer,
+a simulated run through the collector (with some bad input), a look at the dead-letter topic,
+the two Flink jobs over what arrived, every settlement path on the chain (deposits, full and
+early-finish completions, partial payouts at the deadline, an expiry), the ClickHouse sink and
+a clean reconcile. Later issues add the live classes, the dashboards and `learnstream up`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def run_flink_jobs(settings: Settings, echo: Callable[[str], None]) -> None:
 
 
 def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> None:
+    from learnstream import demo_settlement
     from learnstream.stack.collector import CollectorStartError, start_collector
     from streams import dlq
     from streams.collector.auth import generate_key
@@ -67,6 +70,7 @@ def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> 
     key = generate_key()
     log_path = settings.stack.state_dir / "logs" / "collector.log"
     collector = None
+    settlement = None
     try:
         try:
             collector = start_collector(settings.collector.port, {"demo": key}, log_path)
@@ -76,9 +80,11 @@ def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> 
             f"collector: http://{settings.collector.host}:{settings.collector.port} "
             f"(log {log_path})"
         )
+        settlement = demo_settlement.start(settings, echo)
         cfg = sim_config_from_args(
-            learners=30, courses=4, rate=0, duration=600, seed=42, bad_fraction=0.05, deadline_s=300
-        )
+            learners=30, courses=4, rate=0, duration=600, seed=42, bad_fraction=0.05,
+            **demo_settlement.sim_overrides(),
+        )  # fmt: skip
         report = run_simulation(
             cfg,
             "http",
@@ -94,8 +100,13 @@ def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> 
         reasons = collections.Counter(letter.record.reason for letter in contents.letters)
         echo(f"dead letters in learner.dlq: {dict(reasons)} (`learnstream dlq list` shows them)")
         run_flink_jobs(settings, echo)
+        demo_settlement.settle_and_expire(
+            settlement, report.event_ids, settings.collector.url, key, echo
+        )
         load_clickhouse(settings, echo)
+        demo_settlement.summary(settlement, report.event_ids, echo)
     finally:
+        demo_settlement.stop_all(settlement)
         if collector is not None:
             collector.terminate()
             collector.wait(timeout=30)
