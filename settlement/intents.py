@@ -465,3 +465,12 @@ class IntentStore:
             updated_at=row["updated_at"],
             attempts=attempts,
         )
+
+
+def rpc_message(exc: Any) -> str:
+    """The node's own message of a JSON-RPC error (web3's ``Web3RPCError``)."""
+    response = exc.rpc_response or {}
+    error = response.get("error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and "message" in error:
+        return str(error["message"])
+    return str(exc.message)

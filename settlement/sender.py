@@ -396,7 +396,7 @@ class Sender:
         try:
             self.w3.eth.send_raw_transaction(attempt.raw_tx)
         except web3x.Web3RPCError as exc:
-            message = _rpc_message(exc)
+            message = intents.rpc_message(exc)
             lowered = message.lower()
             if any(text in lowered for text in _ALREADY):
                 log.debug("tx %s: %s (already there)", attempt.tx_hash, message)
@@ -496,11 +496,3 @@ class Sender:
         except Exception as exc:
             return f"replayed on the block before: {revert_reason(exc)}"
         return "the call succeeds when replayed on the block before"
-
-
-def _rpc_message(exc: web3x.Web3RPCError) -> str:
-    response = exc.rpc_response or {}
-    error = response.get("error") if isinstance(response, dict) else None
-    if isinstance(error, dict) and "message" in error:
-        return str(error["message"])
-    return str(exc.message)
