@@ -42,6 +42,25 @@ class OnChain:
     block: int = 0
 
 
+def escrow_of(contract: Contract, key: bytes) -> OnChain:
+    """One escrow as ``escrowOf`` returns it now (state ``none``: never deposited; the course
+    key is not stored on-chain and comes from the ``Deposited`` log only)."""
+    asset, terms_id, state, deadline, refund_to, enrolled, amount = contract.functions.escrowOf(
+        key
+    ).call()
+    return OnChain(
+        key=key,
+        course_key=b"",
+        asset="ETH" if int(asset, 16) == 0 else asset,
+        amount=amount,
+        refund_to=refund_to,
+        terms_id=terms_id,
+        enrolled_ms=enrolled,
+        deadline_ms=deadline,
+        state=STATES[state],
+    )
+
+
 @dataclass(frozen=True)
 class TermsOnChain:
     creator: str
@@ -105,11 +124,16 @@ class EscrowView:
     def _deposited(self, a: Any, block: int) -> None:
         asset = Web3.to_checksum_address(a["asset"])
         self.escrows[bytes(a["key"])] = OnChain(
-            key=bytes(a["key"]), course_key=bytes(a["course"]),
-            asset="ETH" if asset == ETH else asset, amount=int(a["amount"]),
-            refund_to=a["refundTo"], terms_id=int(a["termsId"]),
-            enrolled_ms=int(a["enrolledAtMs"]), deadline_ms=int(a["deadlineMs"]), block=block,
-        )  # fmt: skip
+            key=bytes(a["key"]),
+            course_key=bytes(a["course"]),
+            asset="ETH" if asset == ETH else asset,
+            amount=int(a["amount"]),
+            refund_to=a["refundTo"],
+            terms_id=int(a["termsId"]),
+            enrolled_ms=int(a["enrolledAtMs"]),
+            deadline_ms=int(a["deadlineMs"]),
+            block=block,
+        )
 
     def _closed(self, state: str) -> Any:
         def apply(a: Any, block: int) -> None:
@@ -128,15 +152,9 @@ class EscrowView:
         self.terms_hashes[int(a["termsId"])] = bytes(a["termsHash"])
 
     def _load_one(self, key: bytes) -> None:
-        raw = self.contract.functions.escrowOf(key).call()
-        asset, terms_id, state, deadline, refund_to, enrolled, amount = raw
-        if state == 0:
-            return
-        self.escrows[key] = OnChain(
-            key=key, course_key=b"", asset="ETH" if int(asset, 16) == 0 else asset,
-            amount=amount, refund_to=refund_to, terms_id=terms_id, enrolled_ms=enrolled,
-            deadline_ms=deadline, state=STATES[state],
-        )  # fmt: skip
+        escrow = escrow_of(self.contract, key)
+        if escrow.state != "none":
+            self.escrows[key] = escrow
 
     # --- reading the contract --------------------------------------------------------------
 
@@ -144,10 +162,15 @@ class EscrowView:
         if terms_id not in self._terms:
             t = self.contract.functions.termsOf(terms_id).call()
             self._terms[terms_id] = TermsOnChain(
-                creator=t[0], creator_share_bps=t[1], min_score_bps=t[2], linear=t[3],
-                metric=METRIC_NAMES[t[4]], grace_s=t[5], max_deadline_s=t[6],
+                creator=t[0],
+                creator_share_bps=t[1],
+                min_score_bps=t[2],
+                linear=t[3],
+                metric=METRIC_NAMES[t[4]],
+                grace_s=t[5],
+                max_deadline_s=t[6],
                 tranches=tuple((w, b) for w, b in t[7]),
-            )  # fmt: skip
+            )
         return self._terms[terms_id]
 
     def states(self, keys: list[bytes]) -> dict[bytes, str]:

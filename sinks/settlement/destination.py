@@ -282,6 +282,8 @@ class SettlementDestination(Destination):
         for key in [k for k in self.book.to_deposit if k in self.view.escrows]:
             del self.book.to_deposit[key]  # deposited (by us, earlier)
             self._records.pop(key, None)
+        if not self.book.to_deposit:
+            return
         flying = self._in_flight("deposit")
         plans = [p for k, p in self.book.to_deposit.items()
                  if k not in flying and k not in self.blocked]  # fmt: skip
@@ -342,18 +344,20 @@ class SettlementDestination(Destination):
         return eth
 
     def _settle(self, now: datetime) -> None:
+        open_ = self.view.open_escrows()
+        if not open_:
+            return
         flying = self._in_flight("settle")
-        candidates = [
-            e for e in self.view.open_escrows() if e.key not in flying and e.key not in self.blocked
-        ]
+        candidates = [e for e in open_ if e.key not in flying and e.key not in self.blocked]
         terms = {e.terms_id: self.view.terms(e.terms_id) for e in candidates}
         due: list[Outcome] = self.book.due(candidates, terms, now)
         # Without a completion the contract settles only once its own clock passed the
         # deadline; wait until the latest block did (the transaction lands later still), so
         # that the gas estimate runs the settling path, not the cheaper skipping one.
-        chain_ms = int(self.w3.eth.get_block("latest")["timestamp"]) * 1000
-        deadlines = {e.key: e.deadline_ms for e in candidates}
-        due = [o for o in due if o.complete or chain_ms >= deadlines[o.key]]
+        if any(not o.complete for o in due):
+            chain_ms = int(self.w3.eth.get_block("latest")["timestamp"]) * 1000
+            deadlines = {e.key: e.deadline_ms for e in candidates}
+            due = [o for o in due if o.complete or chain_ms >= deadlines[o.key]]
         for start in range(0, len(due), self.batch_size):
             chunk = due[start : start + self.batch_size]
             states = self.view.states([o.key for o in chunk])

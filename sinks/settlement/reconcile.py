@@ -38,7 +38,7 @@ from settlement import formula
 from settlement.contract import ETH, escrow_at, token_at
 from settlement.escrows import EscrowView, OnChain
 from settlement.indexer import IndexerState, LogDecoder
-from sinks.clickhouse.reconciliations import write_reconciliation
+from sinks.clickhouse.reconciliations import COUNTS, write_reconciliation
 from sinks.settlement.book import outcome
 from streams.kafka import read_to_end
 
@@ -97,33 +97,13 @@ class Report:
             "period_to": self.period_to,
             "chain_id": self.chain_id,
             "contract": self.contract,
-            **{
-                k: self.counts[k]
-                for k in (
-                    "matched",
-                    "missing_on_chain",
-                    "missing_off_chain",
-                    "amount_mismatches",
-                    "metric_mismatches",
-                    "reorged_blocks",
-                )
-            },
+            **{k: self.counts[k] for k in COUNTS},
             "ok": self.ok,
             "details": self.details,
         }
 
     def render(self) -> str:
-        head = ", ".join(
-            f"{k} {self.counts[k]}"
-            for k in (
-                "matched",
-                "missing_on_chain",
-                "missing_off_chain",
-                "amount_mismatches",
-                "metric_mismatches",
-                "reorged_blocks",
-            )
-        )
+        head = ", ".join(f"{k} {self.counts[k]}" for k in COUNTS)
         lines = [f"reconcile {self.contract} on chain {self.chain_id}: {head}"]
         lines += [f"  {d['outcome']}: {d['what']}" for d in self.details[:50]]
         if len(self.details) > 50:
@@ -291,29 +271,8 @@ class Reconciler:
     ) -> None:
         settled = [r for r in on_chain.values() if r.kind == "settled"]
         keys = sorted({r.enrollment_key for r in settled if r.enrollment_key})
-        completed: dict[str, CourseCompleted] = {}
-        scores: dict[str, CompletionScore] = {}
-        if keys:
-            for row in self.ch.query(COMPLETED_SQL, parameters={"keys": keys}).named_results():
-                completed[row["enrollment_key"]] = CourseCompleted.model_validate(
-                    {
-                        **row,
-                        "enrollment_id": str(row["enrollment_id"]),
-                        "completion_id": str(row["completion_id"]),
-                        "learner_id": "x",
-                    },
-                    strict=False,
-                )
-            for row in self.ch.query(SCORES_SQL, parameters={"keys": keys}).named_results():
-                scores[row["enrollment_key"]] = CompletionScore.model_validate(
-                    {
-                        **row,
-                        "enrollment_id": str(row["enrollment_id"]),
-                        "score_id": str(row["score_id"]),
-                        "learner_id": "x",
-                    },
-                    strict=False,
-                )
+        completed = self._by_key(COMPLETED_SQL, CourseCompleted, "completion_id", keys)
+        scores = self._by_key(SCORES_SQL, CompletionScore, "score_id", keys)
         for r in settled:
             escrow = (
                 view.escrows.get(bytes.fromhex(r.enrollment_key[2:])) if r.enrollment_key else None
@@ -344,6 +303,24 @@ class Reconciler:
                     f"{expected.score_bps} bps",
                     tx=r.tx_hash,
                 )
+
+    def _by_key(self, sql: str, model: Any, id_field: str, keys: list[str]) -> dict[str, Any]:
+        """The completion table's rows for ``keys`` as records, by enrollment key (the table
+        holds the learner's pseudonym, not the id the model wants: a placeholder stands in)."""
+        if not keys:
+            return {}
+        return {
+            row["enrollment_key"]: model.model_validate(
+                {
+                    **row,
+                    "enrollment_id": str(row["enrollment_id"]),
+                    id_field: str(row[id_field]),
+                    "learner_id": "x",
+                },
+                strict=False,
+            )
+            for row in self.ch.query(sql, parameters={"keys": keys}).named_results()
+        }
 
     @staticmethod
     def _formula(report: Report, r: SettlementReceipt, escrow: OnChain, terms: Any) -> None:

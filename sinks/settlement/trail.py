@@ -14,8 +14,8 @@ from clickhouse_connect.driver.client import Client
 from hexbytes import HexBytes
 from web3 import Web3
 
-from settlement.contract import ETH, STATES, enrollment_key, escrow_at
-from settlement.escrows import EscrowView
+from settlement.contract import ETH, enrollment_key, escrow_at
+from settlement.escrows import EscrowView, escrow_of
 from settlement.indexer import LogDecoder
 
 ENROLLMENT_SQL = """
@@ -63,9 +63,15 @@ def _intents(state_dir: Path, chain_id: int, oracle: str, key_hex: str) -> list[
 
 
 def trail(
-    enrollment_id: uuid.UUID, w3: Web3, escrow_address: str, start_block: int,
-    clickhouse: Client | None, state_dir: Path, oracle: str, treasury: str,
-) -> dict[str, Any]:  # fmt: skip
+    enrollment_id: uuid.UUID,
+    w3: Web3,
+    escrow_address: str,
+    start_block: int,
+    clickhouse: Client | None,
+    state_dir: Path,
+    oracle: str,
+    treasury: str,
+) -> dict[str, Any]:
     key = enrollment_key(enrollment_id)
     key_hex = key.hex()
     escrow = escrow_at(w3, escrow_address)
@@ -75,16 +81,21 @@ def trail(
         out["scores"] = _rows(clickhouse, SCORE_SQL, id=enrollment_id)
         out["completion"] = _rows(clickhouse, COMPLETED_SQL, id=enrollment_id)
         out["settlements_table"] = _rows(clickhouse, SETTLEMENTS_SQL, key="0x" + key_hex)
-    raw = escrow.functions.escrowOf(key).call()
-    asset, terms_id, state, deadline_ms, refund_to, enrolled_ms, amount = raw
+    held = escrow_of(escrow, key)
+    asset = ETH if held.asset == "ETH" else held.asset
     out["escrow"] = {
-        "state": STATES[state], "asset": "ETH" if int(asset, 16) == 0 else asset,
-        "amount": amount, "refund_to": refund_to, "terms_id": terms_id,
-        "enrolled_at_ms": enrolled_ms, "deadline_ms": deadline_ms,
-    }  # fmt: skip
-    if state:
+        "state": held.state,
+        "asset": held.asset,
+        "amount": held.amount,
+        "refund_to": held.refund_to,
+        "terms_id": held.terms_id,
+        "enrolled_at_ms": held.enrolled_ms,
+        "deadline_ms": held.deadline_ms,
+    }
+    refund_to = held.refund_to
+    if held.state != "none":
         view = EscrowView(w3, escrow_address, start_block)
-        out["terms"] = view.terms(terms_id).__dict__
+        out["terms"] = view.terms(held.terms_id).__dict__
         creator = out["terms"]["creator"]
         out["credits"] = {
             role: escrow.functions.creditOf(asset, who).call()
