@@ -245,7 +245,18 @@ class Enrollment(Envelope):
 
 
 class LiveQos(Envelope):
-    """WebRTC QoS of a live class (reserved; the live-class issue fills it in)."""
+    """WebRTC quality of one participant's stream in a live class, over one interval.
+
+    ``source = "server"`` rows come from the live server's ``getStats()`` (aiortc: RTT, jitter,
+    loss, bitrate); ``source = "browser"`` rows from the browser's own ``getStats()``, which adds
+    the frame figures. ``peer_id`` is the participant; the client's ``network_type`` and
+    ``region`` are the ones the participant joined with. Durations are in milliseconds
+    (browsers report seconds: the page converts). Cumulative counters (``packets_*``,
+    ``frames_dropped``, ``freeze_count``, ``total_freezes_duration_ms``) are totals since the
+    stream started, as ``getStats()`` gives them; ``freeze_ms`` and ``bitrate_kbps`` are this
+    interval's. ``score`` is the quality score (``schemas.quality``) the live server puts on its
+    own rows; the sink scores browser rows itself.
+    """
 
     type: Literal["live_qos"] = "live_qos"
     course_id: Id | None = None
@@ -253,14 +264,67 @@ class LiveQos(Envelope):
     peer_id: Id
     source: Literal["server", "browser"]
     kind: Literal["audio", "video"]
-    rtt_ms: float | None = Field(None, ge=0)
-    jitter_ms: float | None = Field(None, ge=0)
+    role: Literal["teacher", "learner"] | None = None
+    direction: Literal["inbound", "outbound"] | None = Field(
+        None, description="inbound: what the participant receives; outbound: what it sends"
+    )
+    interval_s: float | None = Field(None, gt=0, le=3600, description="The reporting interval")
+    rtt_ms: float | None = Field(None, ge=0, le=600_000)
+    jitter_ms: float | None = Field(None, ge=0, le=600_000)
     packets_received: int | None = Field(None, ge=0)
     packets_lost: int | None = Field(None, ge=0)
+    fraction_lost: float | None = Field(None, ge=0, le=1, description="Loss in this interval")
+    bitrate_kbps: float | None = Field(None, ge=0, le=10_000_000)
+    frames_per_second: float | None = Field(None, ge=0, le=1000)
+    frames_dropped: int | None = Field(None, ge=0)
+    freeze_count: int | None = Field(None, ge=0)
+    total_freezes_duration_ms: float | None = Field(None, ge=0)
+    freeze_ms: float | None = Field(None, ge=0, description="Frozen time within this interval")
+    jitter_buffer_delay_ms: float | None = Field(
+        None, ge=0, le=600_000, description="jitterBufferDelay per emitted frame"
+    )
+    quality_limitation_reason: Literal["none", "cpu", "bandwidth", "other"] | None = None
+    score: float | None = Field(None, ge=0, le=100, description="Quality score, 0..100")
+
+    @model_validator(mode="after")
+    def _freeze_within_interval(self) -> LiveQos:
+        frozen, interval = self.freeze_ms, self.interval_s
+        if frozen is not None and interval is not None and frozen > interval * 1000 + 1:
+            raise ValueError(
+                f"freeze_ms {self.freeze_ms} exceeds the interval ({self.interval_s} s)"
+            )
+        return self
+
+
+class ImmersiveQos(Envelope):
+    """Comfort and smoothness of a VR lesson over one interval, as the headset reports it.
+
+    Motion-to-photon latency above 20 ms is where comfort ends; frames the compositor had to
+    reproject (re-show with a warped older image) or drop are the judder a learner feels.
+    """
+
+    type: Literal["immersive_qos"] = "immersive_qos"
+    course_id: Id
+    lesson_id: Id | None = None
+    headset: Text = Field(description="Headset model, e.g. Quest 3")
+    interval_s: float = Field(gt=0, le=3600)
+    target_fps: float = Field(gt=0, le=1000, description="The display's refresh rate")
+    frames_per_second: float = Field(ge=0, le=1000)
+    motion_to_photon_ms: float = Field(ge=0, le=10_000, description="Mean over the interval")
+    motion_to_photon_p95_ms: float | None = Field(None, ge=0, le=10_000)
+    frames_dropped: int = Field(0, ge=0)
+    frames_reprojected: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImmersiveQos:
+        p95 = self.motion_to_photon_p95_ms
+        if p95 is not None and p95 < self.motion_to_photon_ms:
+            raise ValueError("motion_to_photon_p95_ms must be >= motion_to_photon_ms")
+        return self
 
 
 Event = Annotated[
-    CourseViewed | VideoPlayback | PlaybackQos | QuizResult | Enrollment | LiveQos,
+    CourseViewed | VideoPlayback | PlaybackQos | QuizResult | Enrollment | LiveQos | ImmersiveQos,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: dict[str, type[Envelope]] = {
@@ -270,5 +334,6 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
     "quiz_result": QuizResult,
     "enrollment": Enrollment,
     "live_qos": LiveQos,
+    "immersive_qos": ImmersiveQos,
 }
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

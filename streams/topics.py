@@ -16,6 +16,7 @@ from schemas.derived import CompletionScore, CourseCompleted, PipelineMetrics, Q
 from schemas.events import (
     CourseViewed,
     Enrollment,
+    ImmersiveQos,
     LiveQos,
     PlaybackQos,
     QuizResult,
@@ -78,6 +79,7 @@ LEARNER_QOS = Topic("learner.qos", Kind.EVENTS, "playback_qos", PlaybackQos)
 LEARNER_QUIZ = Topic("learner.quiz", Kind.EVENTS, "quiz_result", QuizResult)
 LEARNER_ENROLLMENTS = Topic("learner.enrollments", Kind.EVENTS, "enrollment", Enrollment)
 LIVE_QOS = Topic("live.qos", Kind.EVENTS, "live_qos (source = server | browser)", LiveQos)
+IMMERSIVE_QOS = Topic("immersive.qos", Kind.EVENTS, "immersive_qos (VR lessons)", ImmersiveQos)
 COURSE_CATALOG = Topic(
     "course.catalog",
     Kind.CATALOG,
@@ -123,6 +125,7 @@ CATALOGUE: tuple[Topic, ...] = (
     LEARNER_QUIZ,
     LEARNER_ENROLLMENTS,
     LIVE_QOS,
+    IMMERSIVE_QOS,
     COURSE_CATALOG,
     LEARNER_DLQ,
     QOS_AGG_1M,
