@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jobs.flink.settings import FlinkSettings
 from jobs.reco.settings import RecoSettings
 from learnstream.stack.settings import StackSettings
+from live.settings import LiveSettings
 from settlement.settings import DEV_MNEMONIC, ChainSettings, SettlementSettings
 from sinks.clickhouse.settings import ClickHouseSettings
 from sinks.settings import SinkSettings
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = Field(default_factory=SinkSettings)
     flink: FlinkSettings = Field(default_factory=FlinkSettings)
     reco: RecoSettings = Field(default_factory=RecoSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
 
 

@@ -67,6 +67,13 @@ def collector_app(settings: Settings) -> FastAPI:
     return create_app(settings.collector, settings.kafka.bootstrap_servers)
 
 
+def live_app(settings: Settings) -> FastAPI:
+    """The live-class server; participants use the collector's API keys."""
+    from live.app import create_app
+
+    return create_app(settings.live, settings.collector, settings.kafka.bootstrap_servers)
+
+
 def collector_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (several worker processes): settings from the env."""
     return collector_app(get_settings())

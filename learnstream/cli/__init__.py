@@ -7,6 +7,7 @@
 | `sinks`, `sql` | :mod:`learnstream.cli.store` |
 | `jobs run`, `reco replay` | :mod:`learnstream.cli.jobs` |
 | `settings`, `demo`, `bench` | :mod:`learnstream.cli.tools` |
+| `live` | :mod:`learnstream.cli.live` |
 
 Every error of learnstream's own (``LearnstreamError``) becomes one line on stderr and its exit
 code: 1 in general, 2 for bad usage, 3-6 for the local stack, 10-12 for Kafka, ClickHouse or the
@@ -19,7 +20,7 @@ import sys
 
 import typer
 
-from learnstream.cli import ingest, jobs, settlement, stack, store, tools
+from learnstream.cli import ingest, jobs, live, settlement, stack, store, tools
 from learnstream.errors import LearnstreamError
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown
 app.command("sql")(store.sql)
 app.command("settings")(tools.show_settings)
 app.command("demo")(tools.demo)
+app.command("live")(live.live)
 
 
 def main() -> None:

@@ -1,0 +1,253 @@
+"""The live-class server: signaling, the relay of the teacher's tracks, and the QoS loop.
+
+Signaling is one HTTP exchange per participant: the client posts its SDP offer (aiortc gathers
+every candidate before it answers, so no trickle is needed) and gets the answer. The teacher's
+offer sends audio and video; a learner's offer receives them and gets the room's relayed
+tracks. Both open a data channel (``class``) for chat and quizzes (``live.classroom``).
+
+Everything the server writes to Kafka (quiz results from the data channel, ``live_qos`` rows)
+goes through the collector's intake and writer, so it is validated the same way, dead-lettered
+with a reason when it is bad, and confirmed by Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from live import qos
+from live.classroom import Classroom
+from live.rooms import LiveError, Participant, Role, Room, Rooms
+from live.settings import LiveSettings
+from schemas import Client
+from streams.collector.auth import KeyRing
+from streams.collector.core import Ingest, now_utc
+from streams.collector.settings import CollectorSettings
+from streams.delivery import AsyncProducer
+from streams.intake import Accepted, Intake, Rejected
+
+log = logging.getLogger(__name__)
+ENDPOINT = "live"
+
+
+class LiveServer:
+    """The rooms of one process and everything that happens in them."""
+
+    def __init__(
+        self,
+        settings: LiveSettings,
+        collector: CollectorSettings,
+        producer: AsyncProducer,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.settings = settings
+        self.keys = KeyRing(collector.api_keys)
+        self.browser_clients = set(collector.browser_clients)
+        self.rooms = Rooms(settings.max_rooms, settings.max_participants)
+        self.intake = Intake(collector, clock)
+        self.ingest = Ingest(producer, settings.delivery_timeout_s)
+        self.clock = clock
+        self.classroom = Classroom(self)
+        self.qos_rows = 0
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def authenticate(self, key: str | None, origin: str | None) -> str:
+        client_id = self.keys.client_for(key)
+        if client_id is None:
+            raise LiveError(401, "unauthorized", "missing or unknown API key: send it as X-API-Key")
+        if origin and client_id not in self.browser_clients:
+            raise LiveError(
+                403, "forbidden", f"the key of client {client_id!r} is not allowed from browsers"
+            )
+        return client_id
+
+    async def connect(
+        self,
+        room: Room,
+        role: Role,
+        offer: RTCSessionDescription,
+        learner_id: str,
+        session_id: str | None,
+        client: Client,
+        client_id: str,
+    ) -> tuple[Participant, RTCSessionDescription]:
+        """Answer a participant's offer: the teacher publishes, a learner receives."""
+        self.rooms.admit(room, role)
+        _check_offer(offer.sdp, role)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        peer_id = f"{role[0]}-{secrets.token_hex(6)}"
+        who = Participant(peer_id, role, learner_id, session_id or peer_id, client, client_id, pc)
+        # Claim the place before the first await, so two racing joins cannot both take the last.
+        if role == "teacher":
+            room.teacher = who
+        else:
+            room.learners[peer_id] = who
+
+        @pc.on("datachannel")
+        def on_channel(channel: Any) -> None:
+            who.channel = channel
+            channel.on("message", lambda m: self.classroom.received(room, who, m))
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if role == "teacher" and track.kind in ("audio", "video"):
+                room.tracks[track.kind] = track
+                _count_bytes(pc, who, track)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.leave(room, who)
+
+        try:
+            await pc.setRemoteDescription(offer)
+            if role == "learner":
+                for kind, track in room.tracks.items():
+                    if any(t.kind == kind for t in pc.getTransceivers()):
+                        pc.addTrack(room.relay.subscribe(track, buffered=False))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except (ValueError, AttributeError, KeyError, IndexError, TypeError) as exc:
+            await self.leave(room, who)
+            raise LiveError(400, "bad_sdp", f"the SDP offer could not be used: {exc}") from exc
+        except BaseException:
+            await self.leave(room, who)
+            raise
+        asyncio.get_running_loop().call_later(
+            self.settings.ice_timeout_s, self._drop_if_unconnected, room, who
+        )
+        return who, pc.localDescription
+
+    def _drop_if_unconnected(self, room: Room, who: Participant) -> None:
+        if who.pc.connectionState != "connected":
+            log.info("%s in %s never connected: dropped", who.peer_id, room.room_id)
+            task = asyncio.ensure_future(self.leave(room, who))
+            task.add_done_callback(lambda _t: None)
+
+    async def leave(self, room: Room, who: Participant) -> None:
+        """A participant leaves (or is dropped). When the teacher leaves, the class ends."""
+        if room.teacher is who:
+            room.teacher = None
+            room.tracks.clear()
+            for learner in list(room.learners.values()):
+                await self.leave(room, learner)
+        room.learners.pop(who.peer_id, None)
+        await who.pc.close()
+
+    async def close_room(self, room_id: str) -> None:
+        room = self.rooms.get(room_id)
+        if room.teacher is not None:
+            await self.leave(room, room.teacher)
+        for learner in list(room.learners.values()):
+            await self.leave(room, learner)
+        self.rooms.remove(room_id)
+
+    async def shutdown(self) -> None:
+        for room_id in list(self.rooms.rooms):
+            await self.close_room(room_id)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def write(self, checked: list[Accepted | Rejected], client_id: str) -> dict[str, Any]:
+        outcome = await self.ingest.write(checked, ENDPOINT, client_id, self.clock())
+        return {"status": outcome.status, **outcome.body}
+
+    # -- QoS -----------------------------------------------------------------------------------
+
+    async def measure(self, room: Room, who: Participant) -> list[qos.Measure]:
+        measures = []
+        for transceiver in who.pc.getTransceivers():
+            kind = transceiver.kind
+            rate = qos.clock_rate(kind, (getattr(transceiver, "_codecs", None) or [None])[0])
+            if who.role == "learner" and transceiver.sender.track is not None:
+                stats = await transceiver.sender.getStats()
+                measures.append(qos.from_sender_stats(kind, stats, rate))
+            elif who.role == "teacher" and kind in room.tracks:
+                stats = await transceiver.receiver.getStats()
+                got = who.received_bytes.get(kind)
+                measures.append(qos.from_receiver_stats(kind, stats, rate, got))
+        return measures
+
+    async def sample(self) -> int:
+        """One round of server-side QoS: a row per connected participant and stream, written
+        through the intake. Returns how many rows Kafka confirmed."""
+        at = self.clock()
+        checked: list[Accepted | Rejected] = []
+        for room in list(self.rooms.rooms.values()):
+            for who in room.participants:
+                if who.pc.connectionState != "connected":
+                    continue
+                ident = qos.Who(
+                    room.room_id,
+                    room.course_id,
+                    who.peer_id,
+                    who.role,
+                    who.learner_id,
+                    who.session_id,
+                    who.client,
+                )
+                for current in await self.measure(room, who):
+                    key = (current.kind, current.direction)
+                    previous = who.measures.get(key)
+                    who.measures[key] = current
+                    if previous is None:
+                        continue  # the first measure only starts the interval
+                    row = qos.event(ident, previous, current, at)
+                    checked.append(self.intake.check_event(row, at))
+        if not checked:
+            return 0
+        outcome = await self.ingest.write(checked, f"{ENDPOINT}:qos", "live-server", at)
+        written = int(outcome.body["accepted"])
+        self.qos_rows += written
+        return written
+
+    async def qos_loop(self) -> None:
+        interval = self.settings.qos_interval_s
+        while True:
+            started = time.monotonic()
+            try:
+                await self.sample()
+            except Exception:  # keep measuring: one bad round must not end QoS for the process
+                log.exception("live QoS round failed")
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def _check_offer(sdp: str, role: Role) -> None:
+    """Refuse an offer that is not SDP, or that cannot do what the role needs."""
+    if not sdp.startswith("v=0"):
+        raise LiveError(400, "bad_sdp", "sdp must be an SDP offer (starting with v=0)")
+    media = [line.split()[0][2:] for line in sdp.splitlines() if line.startswith("m=")]
+    if role == "teacher" and not {"audio", "video"} & set(media):
+        raise LiveError(400, "bad_sdp", "a teacher's offer must send audio or video")
+    if role == "learner" and not {"audio", "video"} & set(media):
+        raise LiveError(400, "bad_sdp", "a learner's offer must receive audio or video")
+
+
+def _count_bytes(pc: RTCPeerConnection, who: Participant, track: Any) -> None:
+    """Count the payload bytes of the teacher's stream of ``track``'s kind: aiortc's
+    ``inbound-rtp`` stats carry no byte count, and the bitrate is read from their delta. The
+    receiver's packet handler is wrapped on this one instance (aiortc routes every RTP packet
+    through it)."""
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        if transceiver.kind != track.kind or getattr(receiver, "_learnstream_counted", False):
+            continue
+        handle: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
+        kind: str = track.kind
+
+        async def counting(
+            packet: Any, arrival_time_ms: int, _h: Any = handle, _k: str = kind
+        ) -> None:
+            who.received_bytes[_k] = who.received_bytes.get(_k, 0) + len(packet.payload)
+            await _h(packet, arrival_time_ms=arrival_time_ms)
+
+        receiver._handle_rtp_packet = counting  # type: ignore[method-assign]
+        receiver._learnstream_counted = True  # type: ignore[attr-defined]
+        who.received_bytes.setdefault(kind, 0)
