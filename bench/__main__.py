@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-PARTS = ("collector", "sink", "flink", "reco", "settlement", "all")
+PARTS = ("collector", "sink", "flink", "reco", "settlement", "live", "all")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--settlements", type=int, default=2_000, help="settlement: batched ones")
     p.add_argument("--single", type=int, default=200, help="settlement: one per transaction")
     p.add_argument("--completions", type=int, default=200, help="settlement latency: records")
+    p.add_argument("--live-max", type=int, default=100, help="live: most learners tried")
     return p
 
 
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> None:
         from bench import settlement
 
         print(settlement.run(args.settlements, args.single, completions=args.completions).render())
+    if only in ("live", "all"):
+        from bench import live
+
+        print(live.run(max_learners=args.live_max).render())
 
 
 if __name__ == "__main__":

@@ -134,11 +134,6 @@ def create_app(
             parts.append(f"{where}: {item['msg']}")
         return _json(422, {"error": "invalid_request", "detail": "; ".join(parts)})
 
-    def client_id(request: Request) -> str:
-        return server.authenticate(key_from_headers(request.headers), request.headers.get("origin"))
-
-    Caller = Annotated[str, Depends(client_id)]
-
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")

@@ -119,8 +119,9 @@ async def _connect(
     payload = {"type": "offer", "sdp": pc.localDescription.sdp, **body}
     async with session.post(url, json=payload, headers={"X-API-Key": key}) as response:
         answer = await response.json()
-        if response.status != 200:
-            raise RuntimeError(f"{url}: {response.status} {answer}")
+    if response.status != 200:
+        await pc.close()
+        raise RuntimeError(f"{url}: {response.status} {answer}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
     return answer
 

@@ -8,6 +8,7 @@ message a person can act on.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 Role = Literal["teacher", "learner"]
 ROOM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+KEYFRAME_MIN_GAP_S = 0.5
 
 
 class LiveError(Exception):
@@ -46,6 +48,25 @@ class Quiz:
     answer: int
     max_score: float
     asked_at: float = field(default_factory=time.monotonic)
+
+
+class Keyframes:
+    """Keyframe requests to the teacher's video, at most one per ``KEYFRAME_MIN_GAP_S``."""
+
+    def __init__(self) -> None:
+        self.receiver: Any = None
+        self.ssrc: int | None = None
+        self.last = 0.0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def request(self) -> None:
+        now = time.monotonic()
+        if self.receiver is None or self.ssrc is None or now - self.last < KEYFRAME_MIN_GAP_S:
+            return
+        self.last = now
+        task = asyncio.ensure_future(self.receiver._send_rtcp_pli(self.ssrc))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
 
 @dataclass(eq=False)
@@ -76,6 +97,8 @@ class Room:
     tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)  # the teacher's, by kind
     quizzes: dict[str, Quiz] = field(default_factory=dict)
     attempts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (learner, quiz)
+    keyframes: Keyframes = field(default_factory=Keyframes)  # to the teacher's video
+    forwarded_frames: int = 0  # the teacher's encoded frames handed on (forwarding only)
     created_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -91,6 +114,7 @@ class Room:
             "teacher": None if self.teacher is None else self.teacher.peer_id,
             "publishing": sorted(self.tracks),
             "learners": len(self.learners),
+            "forwarded_frames": self.forwarded_frames,
             "participants": [
                 {
                     "peer_id": p.peer_id,

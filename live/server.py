@@ -22,7 +22,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from live import qos
+from live import forward, qos
 from live.classroom import Classroom
 from live.rooms import LiveError, Participant, Role, Room, Rooms
 from live.settings import LiveSettings
@@ -96,27 +96,41 @@ class LiveServer:
             who.channel = channel
             channel.on("message", lambda m: self.classroom.received(room, who, m))
 
+        forwarding = self.settings.forward_encoded
+
         @pc.on("track")
         def on_track(track: Any) -> None:
             if role == "teacher" and track.kind in ("audio", "video"):
                 room.tracks[track.kind] = track
-                _count_bytes(pc, who, track)
+                _count_bytes(pc, who, track, room)
+                if forwarding:
+                    forward.receive_encoded(pc, track, room)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
                 await self.leave(room, who)
+            elif pc.connectionState == "connected" and role == "learner":
+                room.keyframes.request()  # start decoding now, not at the next keyframe
 
         try:
-            await pc.setRemoteDescription(offer)
+            try:
+                await pc.setRemoteDescription(offer)
+            except Exception as exc:  # aiortc's parser raises ValueError, AssertionError, …
+                detail = str(exc) or type(exc).__name__
+                raise LiveError(
+                    400, "bad_sdp", f"the SDP offer could not be used: {detail}"
+                ) from exc
             if role == "learner":
+                if forwarding:
+                    forward.match_teacher_codecs(room, pc)
                 for kind, track in room.tracks.items():
                     if any(t.kind == kind for t in pc.getTransceivers()):
-                        pc.addTrack(room.relay.subscribe(track, buffered=False))
+                        # encoded frames must not be dropped; decoded ones may (latest wins)
+                        pc.addTrack(room.relay.subscribe(track, buffered=forwarding))
+                if forwarding:
+                    forward.pass_keyframe_requests(pc, room.keyframes)
             await pc.setLocalDescription(await pc.createAnswer())
-        except (ValueError, AttributeError, KeyError, IndexError, TypeError) as exc:
-            await self.leave(room, who)
-            raise LiveError(400, "bad_sdp", f"the SDP offer could not be used: {exc}") from exc
         except BaseException:
             await self.leave(room, who)
             raise
@@ -136,6 +150,7 @@ class LiveServer:
         if room.teacher is who:
             room.teacher = None
             room.tracks.clear()
+            room.keyframes.receiver = room.keyframes.ssrc = None
             for learner in list(room.learners.values()):
                 await self.leave(room, learner)
         room.learners.pop(who.peer_id, None)
@@ -230,11 +245,11 @@ def _check_offer(sdp: str, role: Role) -> None:
         raise LiveError(400, "bad_sdp", "a learner's offer must receive audio or video")
 
 
-def _count_bytes(pc: RTCPeerConnection, who: Participant, track: Any) -> None:
+def _count_bytes(pc: RTCPeerConnection, who: Participant, track: Any, room: Room) -> None:
     """Count the payload bytes of the teacher's stream of ``track``'s kind: aiortc's
     ``inbound-rtp`` stats carry no byte count, and the bitrate is read from their delta. The
     receiver's packet handler is wrapped on this one instance (aiortc routes every RTP packet
-    through it)."""
+    through it). The video's receiver and SSRC are where keyframe requests go."""
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
         if transceiver.kind != track.kind or getattr(receiver, "_learnstream_counted", False):
@@ -246,8 +261,12 @@ def _count_bytes(pc: RTCPeerConnection, who: Participant, track: Any) -> None:
             packet: Any, arrival_time_ms: int, _h: Any = handle, _k: str = kind
         ) -> None:
             who.received_bytes[_k] = who.received_bytes.get(_k, 0) + len(packet.payload)
+            if _k == "video" and room.keyframes.ssrc != packet.ssrc:
+                room.keyframes.ssrc = packet.ssrc
             await _h(packet, arrival_time_ms=arrival_time_ms)
 
         receiver._handle_rtp_packet = counting  # type: ignore[method-assign]
         receiver._learnstream_counted = True  # type: ignore[attr-defined]
         who.received_bytes.setdefault(kind, 0)
+        if kind == "video":
+            room.keyframes.receiver = receiver

@@ -32,6 +32,11 @@ class LiveSettings(BaseModel):
         "http://127.0.0.1:8080",
         description="Where the served page sends its live_qos (the collector, as browsers see it)",
     )
+    forward_encoded: bool = Field(
+        True,
+        description="Forward the teacher's encoded frames to learners (false: decode once and "
+        "re-encode for every learner with aiortc's MediaRelay)",
+    )
     max_sdp_bytes: int = Field(64 * 1024, ge=1024, description="Largest SDP offer accepted")
     max_message_bytes: int = Field(16 * 1024, ge=256, description="Largest data-channel message")
     delivery_timeout_s: float = Field(30, gt=0, description="Wait this long for Kafka to confirm")

@@ -45,6 +45,9 @@ java_ok() { command -v java >/dev/null 2>&1 &&
 java_ok || apt_install openjdk-17-jre-headless
 command -v mvn >/dev/null 2>&1 || apt_install maven
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+# Headless Chromium joins live classes in the tests (a real browser's WebRTC getStats()). Debian's
+# archive serves only its current security build, so the version is not pinned here.
+command -v chromium >/dev/null 2>&1 || apt_install chromium
 
 # --- Python: the application venv, the Flink venv and the tools venv (slither) -----------------
 make_venv() {  # $1 venv dir, $2 lock file, $3 "tools-only": the lock alone, not the project

@@ -96,3 +96,4 @@ def unique_topic(prefix: str = "test") -> str:
 # The collector fixture lives with its helpers; importing it here registers it for all tests.
 from tests.chain_fixtures import chain, deployed  # noqa: E402, F401
 from tests.collector_fixtures import collector  # noqa: E402, F401
+from tests.live_fixtures import live  # noqa: E402, F401

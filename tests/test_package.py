@@ -125,6 +125,8 @@ def test_package_wheel_holds_the_product_and_its_data_and_no_development_tools(
         "learnstream/stack/log4j2.properties",
         "schemas/json/event.json",
         "schemas/examples/enrollment.json",
+        "live/static/index.html",
+        "live/static/live.js",
     ):
         assert data in names, data
 
