@@ -23,7 +23,7 @@ from streams.kafka import read_to_end
 EVENT_TABLES = {
     t: table
     for t, table in TABLE_FOR_TOPIC.items()
-    if t.startswith(("learner.", "live.")) and t != "learner.dlq"
+    if t.startswith(("learner.", "live.", "immersive.")) and t != "learner.dlq"
 }
 
 

@@ -28,7 +28,9 @@ EXAMPLE_VALUES: dict[str, Any] = {
     "limit": 20,
     "min_plays": 1,
     "min_attempts": 1,
+    "min_samples": 1,
     "course_id": "",
+    "room_id": "",
 }
 
 
@@ -130,6 +132,7 @@ def _seed(ch: Client) -> None:
         ),
         ("live.qos", example("live_qos", at=recent, learner_id="learner-1")),
         ("live.qos", example("live_qos", at=recent, learner_id="learner-3", source="server")),
+        ("immersive.qos", example("immersive_qos", at=recent, learner_id="learner-1")),
         ("qos.agg.1m", qos_window(now - timedelta(minutes=10))),
         ("qos.agg.1m", qos_window(now - timedelta(minutes=10), version=2, plays=12)),
         ("qos.agg.1m", qos_window(now - timedelta(minutes=5), network_type="4g", edge_node="e2")),

@@ -39,7 +39,8 @@ def batch(course_id: str) -> list[dict[str, Any]]:
         example("playback_qos", course_id=course_id, played_ms=PLAYED_MS),
         example("quiz_result", course_id=course_id),
         example("enrollment", course_id=course_id),
-        example("live_qos", course_id=course_id),
+        example("live_qos", course_id=course_id, room_id=f"room-{course_id}"),
+        example("immersive_qos", course_id=course_id),
     ]
     assert {e["type"] for e in events} == set(TOPIC_FOR_TYPE)
     return events
@@ -97,6 +98,10 @@ def counted(client: Client, course_id: str, ids: list[str]) -> dict[str, object]
         "enrollment_revenue_daily": "SELECT countMerge(enrollments), sumMerge(revenue_minor), "
         "sumMerge(deposits_wei), uniqExactMerge(learners) FROM enrollment_revenue_daily "
         "WHERE course_id = {c:String}",
+        "live_qos_room_1m": "SELECT countMerge(samples) FROM live_qos_room_1m "
+        "WHERE room_id = concat('room-', {c:String})",
+        "immersive_qos_course_1m": "SELECT countMerge(intervals) FROM immersive_qos_course_1m "
+        "WHERE course_id = {c:String}",
     }
     for view, sql in views.items():
         out[view] = client.query(sql, parameters={"c": course_id}).first_row
@@ -123,6 +128,8 @@ def test_retries_across_requests_a_collector_restart_and_a_sink_restart_count_on
             int(enrollment["escrow"]["deposit_wei"]),
             1,
         ),
+        "live_qos_room_1m": (1,),
+        "immersive_qos_course_1m": (1,),
     }
     group = f"retries-{uuid.uuid4().hex[:8]}"
 

@@ -14,9 +14,10 @@ import pytest
 from eth_utils import to_checksum_address
 from pydantic import ValidationError
 
-from schemas import EVENT_TYPES, Course, PlaybackQos, parse_event, to_wire
+from schemas import EVENT_TYPES, Course, ImmersiveQos, PlaybackQos, parse_event, to_wire
 from streams.simulate import (
     BAD_KINDS,
+    HEADSETS,
     BadPayload,
     Edge,
     HttpSender,
@@ -26,6 +27,7 @@ from streams.simulate import (
     Simulation,
     build_catalog,
     run_simulation,
+    sample_immersive_qos,
     sample_session_qos,
     sample_start,
     send_http,
@@ -62,6 +64,9 @@ def union(segments: list[list[float]]) -> float:
             total += e - max(s, end)
             end = e
     return total
+
+
+TIMES_AND_IDS = {"event_id", "occurred_at", "deadline_at"}
 
 
 # -- determinism and ids -----------------------------------------------------------------------
@@ -101,6 +106,7 @@ def test_simulator_every_event_round_trips_in_time_order_within_bounds() -> None
         "video_playback",
         "playback_qos",
         "quiz_result",
+        "immersive_qos",
     }
     last: dict[str, datetime] = {}
     previous = cfg.start
@@ -192,6 +198,41 @@ def test_simulator_degraded_edge_nodes_have_worse_startup_and_rebuffering() -> N
         e.startup_time_ms for e in good
     )
     assert ratio(bad) > 2 * ratio(good)
+
+
+def test_simulator_immersive_qos_comes_from_a_few_learners_in_headsets_in_their_courses() -> None:
+    sim, items = run()
+    vr = [e for e in items if isinstance(e, ImmersiveQos)]
+    learners = {e.learner_id for e in vr}
+    assert 0 < len(learners) <= 0.15 * sim.cfg.learners
+    enrolled = {(e.learner_id, e.course_id) for e in items if e.type == "enrollment"}
+    assert {(e.learner_id, e.course_id) for e in vr} <= enrolled
+    for e in vr:
+        assert e.client.device == e.headset and e.target_fps in HEADSETS[e.headset][2]
+        assert 0 < e.frames_per_second <= e.target_fps and e.interval_s == 60
+        assert e.motion_to_photon_ms <= e.motion_to_photon_p95_ms
+    assert len({(e.learner_id, e.headset) for e in vr}) == len(learners)  # one headset each
+    assert 0 < sum(e.motion_to_photon_ms > 20 for e in vr) < len(vr)
+
+    # without headsets, every learner's other events are the same (but for ids and times)
+    def per_learner(events: list) -> dict[str, list]:
+        out = defaultdict(list)
+        for e in events:
+            if not isinstance(e, ImmersiveQos):
+                out[e.learner_id].append(e.model_dump(exclude=TIMES_AND_IDS))
+        return out
+
+    assert per_learner(run(immersive_fraction=0.0)[1]) == per_learner(items)
+    edge = Edge("mec-par-1", "eu-west", 1.0, degraded=False)
+    rng = random.Random(3)
+    mtp = {
+        n: statistics.mean(
+            sample_immersive_qos(rng, "Quest 3", 90.0, n, edge, 60.0)["motion_to_photon_ms"]
+            for _ in range(2000)
+        )
+        for n in ("5g_sa", "wifi", "4g")
+    }
+    assert mtp["5g_sa"] < 15 < mtp["wifi"] < mtp["4g"]
 
 
 # -- enrollments, completion, dropouts -----------------------------------------------------------

@@ -18,7 +18,7 @@ from tests.sink_fixtures import SinkEnv, counts, event_ids_in_kafka
 from tests.sink_fixtures import sink_env as sink_env
 
 pytestmark = [pytest.mark.slow]
-RAW = ["views", "playback", "playback_qos", "quiz_results", "enrollments"]
+RAW = ["views", "playback", "playback_qos", "quiz_results", "enrollments", "immersive_qos"]
 
 
 def simulate(env: SinkEnv, learners: int = 30, seed: int = 1) -> None:

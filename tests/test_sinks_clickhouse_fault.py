@@ -39,6 +39,7 @@ TABLE = {
     "playback_qos": "playback_qos",
     "quiz_result": "quiz_results",
     "enrollment": "enrollments",
+    "immersive_qos": "immersive_qos",
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from schemas import format_utc
+from schemas import LiveQos, format_utc, quality
 from sinks.clickhouse import (
     COLUMNS,
     MIGRATIONS_DIR,
@@ -29,6 +29,7 @@ from sinks.clickhouse import (
     pseudonymizer,
     split_statements,
 )
+from sinks.clickhouse.queries import ready_query
 from tests.conftest import ROOT
 
 EXAMPLES = ROOT / "schemas" / "examples"
@@ -43,15 +44,19 @@ TOPIC_FOR_EXAMPLE = {
     "quiz_result": "learner.quiz",
     "enrollment": "learner.enrollments",
     "live_qos": "live.qos",
+    "immersive_qos": "immersive.qos",
     "course": "course.catalog",
 }
-RAW_TABLES = ["views", "playback", "playback_qos", "quiz_results", "enrollments", "live_qos"]
+RAW_TABLES = [
+    "views", "playback", "playback_qos", "quiz_results", "enrollments", "live_qos", "immersive_qos",
+]  # fmt: skip
 MIGRATIONS = [
     "0001_raw_tables",
     "0002_materialized_views",
     "0003_qos_1m_nullable_quantiles",
     "0004_metrics_contract_and_dedup_index",
     "0005_settlement",
+    "0006_live_and_immersive",
 ]
 
 
@@ -178,6 +183,7 @@ def test_sinks_clickhouse_migrate_from_empty_applies_in_order_and_rerun_is_noop(
     }
     assert set(RAW_TABLES) | {"course_catalog", "dlq", "qos_1m", "pipeline_metrics"} <= tables
     assert {"engagement_daily", "quiz_performance", "enrollment_revenue_daily"} <= tables
+    assert {"live_qos_room_1m", "immersive_qos_course_1m"} <= tables
     assert {"completion_scores", "course_completed", "settlements", "reconciliations"} <= tables
 
 
@@ -264,7 +270,10 @@ def test_sinks_clickhouse_tables_have_the_required_keys_and_ttls(ch: Client) -> 
     assert "TTL toDateTime(received_at) + toIntervalDay(3)" in tables["dlq"][3]
     assert tables["qos_1m"][1] == "window_start, course_id, network_type, region, edge_node"
     assert "ReplacingMergeTree(version)" in tables["qos_1m"][3]
-    for target in ["engagement_daily", "quiz_performance", "enrollment_revenue_daily"]:
+    for target in [
+        "engagement_daily", "quiz_performance", "enrollment_revenue_daily", "live_qos_room_1m",
+        "immersive_qos_course_1m",
+    ]:  # fmt: skip
         assert tables[target][0] == "AggregatingMergeTree"
     # settlement (0005): the record published last wins, and no time partition keeps a
     # re-published receipt or a later score apart from the row it replaces
@@ -307,6 +316,12 @@ def test_sinks_clickhouse_every_raw_row_column_is_typed_as_designed(migrated: Cl
     assert types["enrollments.price_minor"] == "Int64"
     assert types["enrollments.deposit_wei"] == "UInt256"
     assert types["playback.played_segments"] == "Array(Tuple(Float64, Float64))"
+    # live classes and immersive lessons (migration 0006)
+    assert types["live_qos.score"] == "Nullable(Float64)"
+    assert types["live_qos.band"] == "LowCardinality(String)"
+    assert types["live_qos.frames_dropped"] == "Nullable(UInt64)"
+    assert types["immersive_qos.motion_to_photon_ms"] == "Float64"
+    assert types["immersive_qos.motion_to_photon_p95_ms"] == "Nullable(Float64)"
     # a minute in which nothing started has no startup quantiles (migration 0003)
     assert types["qos_1m.startup_p50_ms"] == "Nullable(Float64)"
     for table in ["completion_scores", "course_completed"]:
@@ -556,3 +571,157 @@ def test_sinks_clickhouse_materialized_views_match_a_hand_computation(migrated: 
         "SELECT reason, countMerge(records) FROM dlq_reasons_hourly GROUP BY reason ORDER BY reason"
     ).result_rows
     assert dlq == [("invalid", 1), ("malformed_json", 1)]
+
+
+def _by_key(ch: Client, sql: str, **parameters: Any) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """{the first two columns: the row as a dict} of a query."""
+    result = ch.query(sql, parameters=parameters)
+    return {tuple(row[:2]): dict(zip(result.column_names, row, strict=True))
+            for row in result.result_rows}  # fmt: skip
+
+
+def test_sinks_clickhouse_live_qos_score_is_the_servers_own_or_schemas_quality(
+    migrated: Client,
+) -> None:
+    own = example("live_qos", source="server", score=71.5)
+    unscored = example("live_qos", source="server", frames_per_second=None, freeze_ms=None)
+    # a browser's own score is not trusted: the sink scores browser rows itself
+    browser = example("live_qos", score=99.5, rtt_ms=180.0, jitter_ms=12.0, fraction_lost=0.03,
+                      frames_per_second=15.0, freeze_ms=1000.0, interval_s=5.0)  # fmt: skip
+    insert_records(migrated, "live.qos", [own, unscored, browser])
+    stored = {
+        str(event_id): (score, band)
+        for event_id, score, band in migrated.query(
+            "SELECT event_id, score, band FROM live_qos"
+        ).result_rows
+    }
+
+    def scored(record: dict[str, Any]) -> tuple[float, str]:
+        q = quality.of_event(LiveQos.model_validate_json(json.dumps(record)))
+        return q.score, q.band
+
+    assert stored[own["event_id"]] == (71.5, "good")
+    assert stored[unscored["event_id"]] == scored(unscored)
+    assert stored[browser["event_id"]] == scored(browser)
+    # by hand: L = 90 + 24 + 10 = 124 ms, R = 93.2 - 3.1 - 7.5 = 82.6; V = 100 x 0.8 x 15/24 = 50
+    assert scored(browser) == (pytest.approx(50.0), "fair")
+
+
+def test_sinks_clickhouse_live_qos_room_1m_matches_a_hand_computation(migrated: Client) -> None:
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    room = "room-hand"
+
+    def row(at_s: int, **changes: Any) -> dict[str, Any]:
+        return example("live_qos", at=minute + timedelta(seconds=at_s), room_id=room, **changes)
+
+    insert_records(
+        migrated,
+        "live.qos",
+        [
+            # browser: R = 92.35, V = 100: 92.35 (excellent)
+            row(5, rtt_ms=40.0, jitter_ms=2.0, fraction_lost=0.0, bitrate_kbps=800.0,
+                frames_per_second=30.0, freeze_ms=0.0),
+            # browser: R = 87.0, V = 100 x (1 - 1500/5000) x 12/24 = 35 (poor); another
+            # participant, network and region (the view's key; the query below merges them)
+            row(20, rtt_ms=60.0, jitter_ms=4.0, fraction_lost=0.02, bitrate_kbps=1200.0,
+                frames_per_second=12.0, freeze_ms=1500.0, peer_id="peer-b2",
+                client={"network_type": "4g", "region": "us-east"}),
+            # the server's own score; aiortc has no RTT on this stream and no frame figures
+            row(30, source="server", score=64.0, rtt_ms=None, jitter_ms=5.0,
+                frames_per_second=None, freeze_ms=None),
+            row(70, rtt_ms=40.0, jitter_ms=2.0, fraction_lost=0.0),  # the next minute
+        ],
+    )  # fmt: skip
+    got = _by_key(
+        migrated,
+        "SELECT minute, source, countMerge(samples) AS samples, avgMerge(rtt_ms_avg) AS rtt, "
+        "quantileMerge(0.95)(rtt_ms_p95) AS rtt_p95, avgMerge(jitter_ms_avg) AS jitter, "
+        "avgMerge(fraction_lost_avg) AS loss, avgMerge(bitrate_kbps_avg) AS bitrate, "
+        "avgMerge(fps_avg) AS fps, sumMerge(freeze_ms_sum) AS frozen, "
+        "avgMerge(score_avg) AS score, minMerge(score_min) AS low, sumMerge(poor) AS poor "
+        "FROM live_qos_room_1m WHERE room_id = {r:String} GROUP BY minute, source",
+        r=room,
+    )
+    browser = got[(minute, "browser")]
+    assert browser["samples"] == 2 and browser["poor"] == 1
+    assert browser["rtt"] == pytest.approx(50.0)
+    assert browser["rtt_p95"] == pytest.approx(59.0)  # 40 + 0.95 x (60 - 40), interpolated
+    assert (browser["jitter"], browser["loss"]) == (pytest.approx(3.0), pytest.approx(0.01))
+    assert (browser["bitrate"], browser["fps"]) == (pytest.approx(1000.0), pytest.approx(21.0))
+    assert browser["frozen"] == pytest.approx(1500.0)
+    assert browser["score"] == pytest.approx((92.35 + 35.0) / 2)
+    assert browser["low"] == pytest.approx(35.0)
+    server = got[(minute, "server")]
+    assert (server["samples"], server["rtt"], server["frozen"]) == (1, None, None)
+    assert (server["score"], server["low"], server["poor"]) == (64.0, 64.0, 0)
+    assert got[(minute + timedelta(minutes=1), "browser")]["samples"] == 1
+
+    # the ready query puts the server beside the browsers, minute by minute
+    ready = _by_key(migrated, ready_query("live_quality_by_room"), hours=1, room_id=room)[
+        (room, minute)
+    ]
+    assert (ready["server_score"], ready["server_poor_share"]) == (64.0, 0.0)
+    assert (ready["browser_samples"], ready["browser_poor_share"]) == (2, 0.5)
+    assert ready["browser_score"] == pytest.approx(63.7, abs=0.051)
+    assert ready["browser_frozen_s"] == pytest.approx(1.5)
+    worst = migrated.query(
+        ready_query("live_worst_participants"),
+        parameters={"hours": 1, "min_samples": 1, "limit": 1},
+    ).named_results()
+    assert [(w["peer_id"], w["network_type"], w["region"], w["mean_score"]) for w in worst] == [
+        ("peer-b2", "4g", "us-east", 35.0)
+    ]
+
+
+def test_sinks_clickhouse_immersive_qos_course_1m_matches_a_hand_computation(
+    migrated: Client,
+) -> None:
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    course = "course-vr-hand"
+
+    def interval(
+        at_s: int, mtp: float, fps: float, dropped: int, reprojected: int, **changes: Any
+    ) -> dict[str, Any]:
+        return example("immersive_qos", at=minute + timedelta(seconds=at_s), course_id=course,
+                       motion_to_photon_ms=mtp, motion_to_photon_p95_ms=mtp + 3,
+                       frames_per_second=fps, frames_dropped=dropped,
+                       frames_reprojected=reprojected, **changes)  # fmt: skip
+
+    pico = {"headset": "Pico 4", "client": {"network_type": "wifi", "device": "Pico 4"}}
+    insert_records(
+        migrated,
+        "immersive.qos",
+        [
+            interval(0, 12.0, 90.0, 0, 1),
+            interval(10, 14.0, 88.0, 2, 5),
+            interval(20, 22.0, 70.0, 10, 40),  # over 20 ms
+            interval(30, 25.0, 60.0, 4, 9, **pico),  # another headset and network: another key
+        ],
+    )
+    [(stored,)] = migrated.query("SELECT count() FROM immersive_qos").result_rows
+    assert stored == 4
+    got = _by_key(
+        migrated,
+        "SELECT headset, network_type, countMerge(intervals) AS n, avgMerge(fps_avg) AS fps, "
+        "avgMerge(motion_to_photon_ms_avg) AS mtp, "
+        "quantileMerge(0.95)(motion_to_photon_ms_p95) AS mtp_p95, sumMerge(over_20ms) AS over, "
+        "sumMerge(frames_dropped) AS dropped, sumMerge(frames_reprojected) AS reprojected "
+        "FROM immersive_qos_course_1m WHERE course_id = {c:String} "
+        "GROUP BY headset, network_type",
+        c=course,
+    )
+    quest = got[("Quest 3", "5g_sa")]
+    assert (quest["n"], quest["over"], quest["dropped"], quest["reprojected"]) == (3, 1, 12, 46)
+    assert quest["fps"] == pytest.approx(248 / 3)
+    assert quest["mtp"] == pytest.approx(16.0)
+    assert quest["mtp_p95"] == pytest.approx(21.2)  # 14 + 0.9 x (22 - 14), interpolated
+    pico_row = got[("Pico 4", "wifi")]
+    assert (pico_row["n"], pico_row["over"], pico_row["mtp"]) == (1, 1, 25.0)
+
+    # the ready query, per course and minute over both keys
+    ready = _by_key(
+        migrated, ready_query("immersive_comfort_by_course"), hours=1, course_id=course
+    )[(course, minute)]
+    assert (ready["interval_count"], ready["share_over_20ms"]) == (4, 0.5)
+    assert ready["mean_motion_to_photon_ms"] == pytest.approx(18.2)  # (12 + 14 + 22 + 25) / 4
+    assert (ready["dropped_frames"], ready["reprojected_frames"]) == (16, 55)

@@ -44,7 +44,9 @@ ORDER BY version
 """
 
 # Event tables get {raw_ttl_days} on occurred_at, the dlq {dlq_ttl_days} on received_at.
-RAW_TABLES = ("views", "playback", "playback_qos", "quiz_results", "enrollments", "live_qos")
+RAW_TABLES = (
+    "views", "playback", "playback_qos", "quiz_results", "enrollments", "live_qos", "immersive_qos",
+)  # fmt: skip
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

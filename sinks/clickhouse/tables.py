@@ -7,7 +7,8 @@ maps the sink and the tests use (:data:`TABLE_FOR_TOPIC`, :data:`COLUMNS`,
 
 Adding an event type takes its model (``schemas/``), its topic (``streams/topics.py``), one
 :func:`event_table` entry here and one migration that creates the table. The settlement tables
-(completion records and contract receipts) are declared in ``settlement_tables.py``.
+(completion records and contract receipts) are declared in ``settlement_tables.py``, the live-class
+and immersive tables (``live_qos``, ``immersive_qos``) in ``live_tables.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from schemas import EVENT_ADAPTER, DeadLetter
-from sinks.clickhouse import rows, settlement_tables
+from sinks.clickhouse import live_tables, rows, settlement_tables
 from sinks.clickhouse.rows import Check, Pseudonymize, Row, RowError
 from streams.topics import (
     BY_NAME,
@@ -33,7 +34,6 @@ from streams.topics import (
     LEARNER_QOS,
     LEARNER_QUIZ,
     LEARNER_VIEWS,
-    LIVE_QOS,
     PIPELINE_METRICS,
     QOS_AGG_1M,
     RECO_METRICS,
@@ -260,20 +260,6 @@ ENROLLMENTS = event_table(
         col("deadline_at", check=rows.opt_time),
     ],
 )
-LIVE_QOS_TABLE = event_table(
-    "live_qos",
-    LIVE_QOS,
-    [
-        col("room_id"),
-        col("peer_id"),
-        col("source"),
-        col("kind"),
-        col("rtt_ms"),
-        col("jitter_ms"),
-        col("packets_received", check=OPT_U64),
-        col("packets_lost", check=OPT_U64),
-    ],
-)
 
 # --- the catalogue, dead letters and derived records ---------------------------------------------
 
@@ -397,22 +383,30 @@ PIPELINE_METRICS_TABLE = Table(
 )
 
 
+def _column(name: str, source: Any, check: Check | None) -> Column:
+    """A column declared as data (``settlement_tables.ColumnSpec``)."""
+    if isinstance(source, settlement_tables.LearnerKey):
+        return LEARNER_KEY
+    return col(name, source, check) if isinstance(source, str) else computed(name, source, check)
+
+
 def _from_spec(spec: settlement_tables.TableSpec) -> Table:
     """A table declared as data in ``settlement_tables`` (records of its topic's model)."""
-
-    def column(name: str, source: Any, check: Check | None) -> Column:
-        if isinstance(source, settlement_tables.LearnerKey):
-            return LEARNER_KEY
-        return (
-            col(name, source, check) if isinstance(source, str) else computed(name, source, check)
-        )
-
-    columns = tuple(column(*c) for c in spec.columns)
+    columns = tuple(_column(*c) for c in spec.columns)
     parse = _model_parser(spec.topic)
     return Table(spec.name, (spec.topic,), parse, columns, tombstones=spec.tombstones)
 
 
 SETTLEMENT_TABLES = tuple(_from_spec(spec) for spec in settlement_tables.SPECS)
+
+
+def _event_from_spec(spec: live_tables.EventSpec) -> Table:
+    """A raw event table whose own columns are declared as data in ``live_tables``."""
+    return event_table(spec.name, spec.topic, [_column(*c) for c in spec.columns])
+
+
+LIVE_QOS_TABLE = _event_from_spec(live_tables.LIVE_QOS_SPEC)
+IMMERSIVE_QOS_TABLE = _event_from_spec(live_tables.IMMERSIVE_QOS_SPEC)
 
 TABLES: tuple[Table, ...] = (
     VIEWS,
@@ -421,6 +415,7 @@ TABLES: tuple[Table, ...] = (
     QUIZ_RESULTS,
     ENROLLMENTS,
     LIVE_QOS_TABLE,
+    IMMERSIVE_QOS_TABLE,
     COURSE_CATALOG_TABLE,
     DLQ,
     QOS_1M,

@@ -2,9 +2,10 @@
 
 ``build_catalog(cfg)`` makes the courses; ``Simulation(cfg, catalog)`` plans every learner's
 journeys (browse, enroll, watch with pauses, seeks and re-watches, quizzes; complete or drop out)
-and iterates the events, and with ``bad_fraction`` the bad payloads, in time order.
-``run_simulation`` sends them: the catalogue to Kafka, then the events through the collector
-(HTTP) or straight to Kafka.
+and iterates the events, and with ``bad_fraction`` the bad payloads, in time order (a few
+learners, ``immersive_fraction``, take their lessons in a VR headset and report
+``immersive_qos``). ``run_simulation`` sends them: the catalogue to Kafka, then the events
+through the collector (HTTP) or straight to Kafka.
 
 Determinism: every draw comes from a ``random.Random`` seeded from ``(seed, purpose)``, never the
 global generator or the wall clock. Ids are UUIDv5 over ``(run_id, semantic key)``, so the same
@@ -21,7 +22,7 @@ Modules (all but ``send`` pure, no I/O):
 - :mod:`~streams.simulate.config`: ``SimConfig``, the world (regions, edge nodes, networks,
   platforms), ``topology``, the seeded random generators;
 - :mod:`~streams.simulate.catalog`: the course catalogue and derived addresses;
-- :mod:`~streams.simulate.qos`: playback start and session QoS;
+- :mod:`~streams.simulate.qos`: playback start and session QoS, and immersive (VR) lesson QoS;
 - :mod:`~streams.simulate.activities`: a learner's state and the events of each activity
   (page views, video playback, quizzes);
 - :mod:`~streams.simulate.journeys`: a learner's course journeys, from browsing to completion
@@ -37,6 +38,7 @@ from __future__ import annotations
 from streams.simulate.catalog import build_catalog, derived_address
 from streams.simulate.config import (
     EDGE_IDS,
+    HEADSETS,
     NETWORKS,
     REGIONS,
     Edge,
@@ -46,7 +48,7 @@ from streams.simulate.config import (
     topology,
 )
 from streams.simulate.journeys import Journey
-from streams.simulate.qos import Start, sample_session_qos, sample_start
+from streams.simulate.qos import Start, sample_immersive_qos, sample_session_qos, sample_start
 from streams.simulate.report import SimReport
 from streams.simulate.send import (
     HttpSender,
@@ -67,9 +69,9 @@ from streams.simulate.simulation import (
 )
 
 __all__ = [
-    "BAD_KINDS", "EDGE_IDS", "NETWORKS", "REGIONS", "BadPayload", "Edge", "HttpSender",
-    "Journey", "Pacer", "SimConfig", "SimEvent", "SimItem", "SimReport", "Simulation",
-    "SimulationError", "Start", "build_catalog", "derived_address", "generate", "new_run_id",
-    "run_simulation", "sample_session_qos", "sample_start", "send_http", "send_kafka",
-    "sim_config_from_args", "timestamp_ms", "topology",
+    "BAD_KINDS", "EDGE_IDS", "HEADSETS", "NETWORKS", "REGIONS", "BadPayload", "Edge",
+    "HttpSender", "Journey", "Pacer", "SimConfig", "SimEvent", "SimItem", "SimReport",
+    "Simulation", "SimulationError", "Start", "build_catalog", "derived_address", "generate",
+    "new_run_id", "run_simulation", "sample_immersive_qos", "sample_session_qos", "sample_start",
+    "send_http", "send_kafka", "sim_config_from_args", "timestamp_ms", "topology",
 ]  # fmt: skip

@@ -4,6 +4,11 @@
 video segments watched) and drafts the events of each activity: page views, video playback with
 the xAPI Video Profile verbs and a QoS report per playback, and quiz attempts. The journeys that
 string them together are planned in :mod:`streams.simulate.journeys`.
+
+A few learners (``immersive_fraction``) take their lessons in a VR headset: they report an
+``immersive_qos`` interval every minute of a lesson they play, from the headset (its own client,
+on the learner's network). Their headset and its figures come from a random generator of their
+own, so the other learners' events, and every learner's other draws, stay what they were.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from schemas import (
     Client,
     Course,
     CourseViewed,
+    ImmersiveQos,
     PlaybackQos,
     Quiz,
     QuizResult,
@@ -25,8 +31,17 @@ from schemas import (
 )
 from schemas.events import Envelope
 from streams.simulate.catalog import derived_address
-from streams.simulate.config import NETWORK_MIX, PLATFORMS, REGIONS, seeded_rng, weighted_choice
-from streams.simulate.qos import Start, sample_session_qos, sample_start
+from streams.simulate.config import (
+    HEADSETS,
+    IMMERSIVE_APP_VERSION,
+    IMMERSIVE_INTERVAL_S,
+    NETWORK_MIX,
+    PLATFORMS,
+    REGIONS,
+    seeded_rng,
+    weighted_choice,
+)
+from streams.simulate.qos import Start, sample_immersive_qos, sample_session_qos, sample_start
 
 if TYPE_CHECKING:
     from streams.simulate.simulation import Simulation
@@ -87,6 +102,14 @@ class LearnerActivities:
         self.enrolled: set[str] = set()
         self.segments: dict[tuple[str, str], list[list[int]]] = {}
         self.pbc_windows: list[tuple[float, float]] = []  # natural (enrolled, last event)
+        # a VR headset (or None), from a generator of its own: the draws above stay the same
+        self.vr_rng = vr = seeded_rng(sim.cfg, "headset", index)
+        self.headset: str | None = None
+        self.target_fps = 0.0
+        if vr.random() < self.cfg.immersive_fraction:
+            self.headset = weighted_choice(vr, {h: w for h, (w, *_) in HEADSETS.items()})
+            self.target_fps = vr.choice(HEADSETS[self.headset][2])
+        self.vr_played = 0.0  # seconds of the current playback since its last report
 
     # -- plumbing
 
@@ -94,12 +117,8 @@ class LearnerActivities:
         self.t += max(0.0, gap)
         event_id = self.sim.uid("event", self.index, self.seq)
         self.seq += 1
-        fields.update(
-            event_id=event_id,
-            learner_id=self.learner_id,
-            session_id=self.session_id,
-            client=self.client,
-        )
+        fields.update(event_id=event_id, learner_id=self.learner_id, session_id=self.session_id)
+        fields.setdefault("client", self.client)
         self.drafts.append(_Draft(self.t, cls, fields))
         return event_id
 
@@ -125,6 +144,14 @@ class LearnerActivities:
             region=self.region,
             edge_node=self.edge.edge_id,
         )
+        if self.headset is not None:  # the headset, on the learner's network
+            self.headset_client = self.client.model_copy(
+                update={
+                    "platform": HEADSETS[self.headset][1],
+                    "app_version": IMMERSIVE_APP_VERSION,
+                    "device": self.headset,
+                }
+            )
 
     def view(self, course: Course, page: str, gap: float, lesson_id: str | None = None) -> None:
         dwell = self.rng.uniform(*DWELL_S[page])
@@ -159,9 +186,40 @@ class LearnerActivities:
             **extra,
         )
 
+    def _play(self, course: Course, video: Video, seconds: float) -> None:
+        """``seconds`` of playback on the learner's clock; in a headset, an ``immersive_qos``
+        report at the end of every full interval of it."""
+        if self.headset is None:
+            self.t += seconds
+            return
+        while self.vr_played + seconds >= IMMERSIVE_INTERVAL_S:
+            step = IMMERSIVE_INTERVAL_S - self.vr_played
+            seconds -= step
+            self.vr_played = 0.0
+            figures = sample_immersive_qos(
+                self.vr_rng,
+                self.headset,
+                self.target_fps,
+                self.network,
+                self.edge,
+                IMMERSIVE_INTERVAL_S,
+            )
+            self.emit(
+                ImmersiveQos,
+                step,
+                course_id=course.course_id,
+                lesson_id=video.video_id,
+                headset=self.headset,
+                client=self.headset_client,
+                **figures,
+            )
+        self.t += seconds
+        self.vr_played += seconds
+
     def _start_playback(self, course: Course, video: Video, pos: int) -> tuple[str, Start]:
         """initialized, then played; failed starts are retried (up to three failures)."""
         rng = self.rng
+        self.vr_played = 0.0  # a new playback: the headset's intervals start again
         for attempt in range(4):
             self.playbacks += 1
             playback_id = "pb-" + self.sim.uid("playback", self.index, self.playbacks).hex[:16]
@@ -213,7 +271,7 @@ class LearnerActivities:
                 new = min(length, new)
                 _add_segment(segs, pos, new)
                 played += new - pos
-                self.t += (new - pos) / 1000
+                self._play(course, video, (new - pos) / 1000)
                 pos = new
                 if pos >= length:
                     stop = "end"
@@ -289,7 +347,7 @@ class LearnerActivities:
         )
         end = min(length - 1, target + int(rng.uniform(0.05, 0.2) * length))
         _add_segment(segs, target, end)
-        self.t += (end - target) / 1000
+        self._play(course, video, (end - target) / 1000)
         self._vp(course, video, "paused", end)
         self._vp(course, video, "terminated", end, gap=rng.uniform(0.5, 10))
         self._qos(course, video, playback_id, start, end - target)

@@ -69,6 +69,20 @@ PLATFORMS: dict[str, tuple[float, str, tuple[str, ...], tuple[str, ...]]] = {
 DEGRADED_STARTUP = 3.5
 DEGRADED_REBUFFER = 6.0
 
+# Immersive (VR) lessons. headset -> (weight, platform, refresh rates, the motion-to-photon ms
+# of rendering on the headset itself). Lessons are rendered on the edge node and streamed (split
+# rendering), so the network adds its own share, IMMERSIVE_NETWORK_MS, scaled like playback RTT.
+HEADSETS: dict[str, tuple[float, str, tuple[float, ...], float]] = {
+    "Quest 3": (0.6, "android", (72.0, 90.0, 120.0), 11.5),
+    "Pico 4": (0.25, "android", (72.0, 90.0), 13.0),
+    "Vision Pro": (0.15, "other", (90.0,), 10.5),
+}
+IMMERSIVE_NETWORK_MS: dict[str, float] = {
+    "ethernet": 2.0, "5g_sa": 2.5, "5g_nsa": 4.5, "wifi": 5.5, "4g": 10.0, "3g": 26.0,
+}  # fmt: skip
+IMMERSIVE_APP_VERSION = "1.4.2"
+IMMERSIVE_INTERVAL_S = 60.0  # a headset reports once a minute of a lesson
+
 
 @dataclass(frozen=True)
 class Edge:
@@ -100,6 +114,7 @@ class SimConfig:
     pay_by_completion_fraction: float = 0.4  # of enrollments
     dropout_fraction: float = 0.3  # of enrolled journeys
     browse_only_fraction: float = 0.1  # of journeys: view pages, never enroll
+    immersive_fraction: float = 0.06  # of learners: they take their lessons in a VR headset
     deadline_s: float = 600.0  # pay-by-completion: deadline_at = enrollment + this
     # ... or the run's end + this: a backdated run (rate 0) is sent now, and the platform's
     # server sets deadlines from when it sends; the money clock is the collector's.
@@ -121,7 +136,12 @@ class SimConfig:
             raise ValueError("start must be a tz-aware datetime (UTC)")
         if not 0 <= self.bad_fraction < 1:
             raise ValueError(f"bad_fraction must be in [0, 1): {self.bad_fraction}")
-        for name in ("pay_by_completion_fraction", "dropout_fraction", "browse_only_fraction"):
+        for name in (
+            "pay_by_completion_fraction",
+            "dropout_fraction",
+            "browse_only_fraction",
+            "immersive_fraction",
+        ):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1]: {getattr(self, name)}")
         if self.browse_only_fraction >= 1:

@@ -19,6 +19,7 @@ from schemas import (
     Course,
     CourseViewed,
     Enrollment,
+    ImmersiveQos,
     PlaybackQos,
     QuizResult,
     VideoPlayback,
@@ -30,7 +31,7 @@ from streams.simulate.journeys import Journey, Learner
 
 SIM_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "learnstream:simulator")
 
-SimEvent = CourseViewed | VideoPlayback | PlaybackQos | QuizResult | Enrollment
+SimEvent = CourseViewed | VideoPlayback | PlaybackQos | QuizResult | Enrollment | ImmersiveQos
 BadKind = Literal["malformed_json", "unknown_type", "invalid"]
 BAD_KINDS: tuple[BadKind, ...] = ("malformed_json", "unknown_type", "invalid")
 
