@@ -202,6 +202,12 @@ def test_bad_input_gets_a_clear_4xx_and_bad_messages_are_dead_lettered(live: Liv
     refused(live.request("POST", "/v1/rooms", {"max_participants": 10_000}), 400,
             "too_many_participants")  # fmt: skip
 
+    # the refusals are documented in the OpenAPI document, like the collector's
+    doc = live.request("GET", "/openapi.json", key=None).json()
+    join = doc["paths"]["/v1/rooms/{room_id}/join"]["post"]
+    assert {"200", "400", "401", "403", "404", "409", "413", "422"} <= set(join["responses"])
+    assert "Offer" in doc["components"]["schemas"]
+
     marker = f"not json {uuid.uuid4().hex}"
 
     async def scenario() -> dict[str, Any]:
