@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     if only in ("live", "all"):
         from bench import live
 
-        print(live.run(max_learners=args.live_max).render())
+        print(live.run(max_learners=args.live_max))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ teacher and the learners run in this process: the teacher encodes its synthetic 
 and the learners count frames by their RTP marker bits without decoding, so what they cost is
 receiving, not a decoder per learner. The baseline is the teacher's own 30 fps: every figure
 is a ratio to what was sent. CPU is the server process's user + system time from /proc.
+
+Both ways of relaying run, one after the other: forwarding the teacher's encoded frames (the
+default) and re-encoding for every learner with aiortc's MediaRelay
+(``LEARNSTREAM_LIVE__FORWARD_ENCODED=false``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Step:
 class LiveBench:
     size: tuple[int, int]
     measure_s: float
+    forward: bool = True
     idle_cores: float = 0.0  # the server with the teacher publishing and no learner
     steps: list[Step] = field(default_factory=list)
 
@@ -51,9 +56,11 @@ class LiveBench:
         return max(held, default=0)
 
     def render(self) -> str:
+        how = "forwarding encoded frames" if self.forward else "re-encoding per learner"
         lines = [
-            f"live server: one room, teacher at {self.size[0]}x{self.size[1]} {SOURCE_FPS:.0f} "
-            f"fps, learners added until the mean received frame rate < {FLOOR_FPS:.0f} fps",
+            f"live server, {how}: one room, teacher at {self.size[0]}x{self.size[1]} "
+            f"{SOURCE_FPS:.0f} fps, learners added until the mean received frame rate < "
+            f"{FLOOR_FPS:.0f} fps",
             f"  server with the teacher only: {self.idle_cores:.3f} cores",
             "  learners  mean fps  min fps  ratio to sent  server cores  cores per learner",
         ]
@@ -114,8 +121,23 @@ async def _run(url: str, pid: int, result: LiveBench, max_learners: int) -> None
 
 def run(
     measure_s: float = 5.0, size: tuple[int, int] = client.DEFAULT_SIZE, max_learners: int = 100
+) -> str:
+    """Both modes, re-encoding first; the report of each and the ratio of learners held."""
+    reencode = run_mode(False, measure_s, size, max_learners)
+    forward = run_mode(True, measure_s, size, max_learners)
+    ratio = forward.sustained / max(1, reencode.sustained)
+    capped = " (the most tried: raise --live-max)" if forward.sustained >= max_learners else ""
+    return "\n".join([
+        reencode.render(),
+        forward.render(),
+        f"  learners held, forwarding / re-encoding: {ratio:.1f}x{capped}",
+    ])  # fmt: skip
+
+
+def run_mode(
+    forward: bool, measure_s: float, size: tuple[int, int], max_learners: int
 ) -> LiveBench:
-    result = LiveBench(size, measure_s)
+    result = LiveBench(size, measure_s, forward)
     with (
         tempfile.TemporaryDirectory(prefix="bench-live-") as folder,
         throwaway_stack(Path(folder), ["kafka"]) as stack,
@@ -124,6 +146,7 @@ def run(
         env = {
             "LEARNSTREAM_KAFKA__BOOTSTRAP_SERVERS": stack.settings.kafka.bootstrap_servers,
             "LEARNSTREAM_LIVE__MAX_PARTICIPANTS": str(max_learners + 1),
+            "LEARNSTREAM_LIVE__FORWARD_ENCODED": "true" if forward else "false",
         }
         process = start_live(port, {"bench": KEY}, Path(folder) / "live.log", env)
         try:

@@ -30,7 +30,7 @@ from live.settings import LiveSettings
 from schemas import Client
 from schemas.base import Id, Text
 from streams.collector.auth import key_from_headers
-from streams.collector.core import now_utc
+from streams.collector.core import now_utc, publish_metrics
 from streams.collector.settings import CollectorSettings
 from streams.delivery import AsyncProducer
 
@@ -101,11 +101,24 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(server.qos_loop()) if qos_loop else None
+        tasks = [
+            asyncio.create_task(
+                publish_metrics(
+                    server.ingest,
+                    kafka,
+                    settings.metrics_interval_s,
+                    settings.port,
+                    service="live",
+                    extra=server.health,
+                )
+            )
+        ]
+        if qos_loop:
+            tasks.append(asyncio.create_task(server.qos_loop()))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -152,14 +165,8 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        rooms = server.rooms.rooms.values()
-        return {
-            "status": "ok",
-            "rooms": len(rooms),
-            "participants": sum(len(r.participants) for r in rooms),
-            "qos_rows": server.qos_rows,
-            "counters": server.ingest.counters.snapshot(),
-        }
+        """Liveness: rooms, participants, QoS rows written and every outcome's count."""
+        return {"status": "ok", **server.health(), "counters": server.ingest.counters.snapshot()}
 
     @app.post("/v1/rooms", status_code=201, responses=REFUSALS)
     async def create_room(body: NewRoom, caller: Caller) -> dict[str, Any]:

@@ -168,6 +168,14 @@ class LiveServer:
         for room_id in list(self.rooms.rooms):
             await self.close_room(room_id)
 
+    def health(self) -> dict[str, int]:
+        rooms = self.rooms.rooms.values()
+        return {
+            "rooms": len(rooms),
+            "participants": sum(len(r.participants) for r in rooms),
+            "qos_rows": self.qos_rows,
+        }
+
     # -- writing -------------------------------------------------------------------------------
 
     async def write(self, checked: list[Accepted | Rejected], client_id: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class LiveSettings(BaseModel):
         description="Forward the teacher's encoded frames to learners (false: decode once and "
         "re-encode for every learner with aiortc's MediaRelay)",
     )
+    metrics_interval_s: float = Field(10.0, gt=0, description="pipeline.metrics period")
     max_sdp_bytes: int = Field(64 * 1024, ge=1024, description="Largest SDP offer accepted")
     max_message_bytes: int = Field(16 * 1024, ge=256, description="Largest data-channel message")
     delivery_timeout_s: float = Field(30, gt=0, description="Wait this long for Kafka to confirm")

@@ -87,6 +87,7 @@ def live(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
         "LEARNSTREAM_LIVE__QOS_INTERVAL_S": "1",
         "LEARNSTREAM_LIVE__BROWSER_QOS_INTERVAL_S": "1",
         "LEARNSTREAM_LIVE__MAX_ROOMS": "4",
+        "LEARNSTREAM_LIVE__METRICS_INTERVAL_S": "1",
         "LEARNSTREAM_LIVE__COLLECTOR_URL": collector.url,
     }
     log = folder / "live.log"

@@ -150,6 +150,11 @@ def test_aiortc_class_media_quiz_and_server_qos_reach_kafka_and_clickhouse(
     assert all(0 <= r["jitter_ms"] < 500 for r in server if r["jitter_ms"] is not None)
     assert all(0 <= r["score"] <= 100 for r in server)
 
+    # the server's own health, in the shape every service publishes
+    health = [json.loads(r.value) for r in read_to_end(live.bootstrap, ["pipeline.metrics"])]
+    mine = [h for h in health if h["service"] == "live"]
+    assert mine and max(h["extra"]["qos_rows"] for h in mine) > 0
+
     # … and in ClickHouse, with the client's network and region
     ch = into_clickhouse(stack, ch_database, ["live.qos", "learner.quiz"])
     stored = ch.query(

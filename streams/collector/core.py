@@ -7,7 +7,7 @@ import collections
 import logging
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -166,11 +166,17 @@ def _result(
 
 
 async def publish_metrics(
-    ingest: Ingest, producer: AsyncProducer, interval_s: float, port: int
+    ingest: Ingest,
+    producer: AsyncProducer,
+    interval_s: float,
+    port: int,
+    service: str = "collector",
+    extra: Callable[[], dict[str, Any]] | None = None,
 ) -> None:
-    """Every ``interval_s``, the collector's health to ``pipeline.metrics`` (the shared
+    """Every ``interval_s``, the health of a service that writes through an :class:`Ingest`
+    (the collector, the live server) to ``pipeline.metrics`` (the shared
     :class:`~schemas.derived.PipelineMetrics` shape): events taken in and written per second,
-    and every outcome's total and rate under ``extra``."""
+    and every outcome's total and rate under ``extra``, with what ``extra()`` adds."""
     instance = f"{socket.gethostname()}:{port}"
     previous = ingest.counters.snapshot()
     while True:
@@ -180,7 +186,7 @@ async def publish_metrics(
         previous = current
         per_event = sum(delta[k] for k in EVENT_OUTCOMES)
         record = PipelineMetrics(
-            service="collector",
+            service=service,
             instance=instance,
             at=now_utc(),
             interval_s=interval_s,
@@ -189,10 +195,11 @@ async def publish_metrics(
             extra={
                 "totals": current,
                 "per_s": {k: round(v / interval_s, 3) for k, v in delta.items()},
+                **(extra() if extra is not None else {}),
             },
         )
         errors = await producer.send(
-            [Record(PIPELINE_METRICS.name, b"collector", to_wire(record))], 30
+            [Record(PIPELINE_METRICS.name, service.encode(), to_wire(record))], 30
         )
         if errors[0] is not None:
             log.warning("pipeline.metrics not written: %s", errors[0])
