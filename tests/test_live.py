@@ -20,7 +20,7 @@ from sinks.clickhouse.settings import ClickHouseSettings
 from sinks.clickhouse.sink import ClickHouseSink
 from sinks.settings import SinkSettings
 from streams.kafka import read_to_end
-from tests.collector_fixtures import BROWSER_KEY, SERVER_KEY, dead_letters
+from tests.collector_fixtures import BROWSER_KEY, SERVER_KEY, dead_letters, example
 from tests.live_fixtures import Live, chromium, stop
 
 pytestmark = pytest.mark.slow
@@ -212,6 +212,11 @@ def test_bad_input_gets_a_clear_4xx_and_bad_messages_are_dead_lettered(live: Liv
     join = doc["paths"]["/v1/rooms/{room_id}/join"]["post"]
     assert {"200", "400", "401", "403", "404", "409", "413", "422"} <= set(join["responses"])
     assert "Offer" in doc["components"]["schemas"]
+
+    # a browser key may not pose as the live server (whose scores the store keeps)
+    forged = {**example("live_qos"), "source": "server", "score": 100.0}
+    posed = live.collector.post("/v1/events", forged, key=BROWSER_KEY, headers={"Origin": live.url})
+    assert posed.status_code == 403 and "source 'server'" in posed.json()["detail"]
 
     marker = f"not json {uuid.uuid4().hex}"
 

@@ -97,6 +97,25 @@ class CollectorApp:
                 "server key (nothing in this request was accepted)",
             )
 
+    def refuse_browser_server_rows(self, client_id: str, items: Iterable[object]) -> None:
+        """``live_qos`` rows with ``source = "server"`` are the live server's, whose quality
+        score the store keeps as it is: a browser client's key may send only its own
+        (``source = "browser"``, scored by the sink). Refused whole, like enrollments."""
+        if client_id not in self.browser_clients:
+            return
+        for item in items:
+            if isinstance(item, dict) and (item.get("type"), item.get("source")) == (
+                "live_qos",
+                "server",
+            ):
+                raise RequestFault(
+                    403,
+                    "forbidden",
+                    "live_qos with source 'server' comes from the live server only; client "
+                    f"{client_id!r} is a browser client: send source 'browser' (nothing in "
+                    "this request was accepted)",
+                )
+
     async def read_json_body(self, request: Request) -> bytes:
         content_type = request.headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != JSON:
@@ -156,6 +175,7 @@ class CollectorApp:
         self.refuse_browser_enrollments(
             client_id, (item.get("type") for item in items if isinstance(item, dict))
         )
+        self.refuse_browser_server_rows(client_id, items)
         single = not isinstance(parsed, list)
         checked = [self.intake.check(item, received_at, body if single else None) for item in items]
         return _answer(await self.ingest.write(checked, "/v1/events", client_id, received_at))
