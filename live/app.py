@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,9 @@ from streams.delivery import AsyncProducer
 STATIC = Path(__file__).resolve().parent / "static"
 ERROR = {"description": "Refused", "content": {"application/json": {"example": {
     "error": "room_full", "detail": "room 'r1' is full (30 participants)"}}}}  # fmt: skip
-REFUSALS: dict[int | str, dict[str, Any]] = {s: ERROR for s in (400, 401, 403, 404, 409, 413)}
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    s: ERROR for s in (400, 401, 403, 404, 409, 411, 413, 429)
+}
 
 
 class Body(BaseModel):
@@ -62,12 +65,18 @@ class Offer(Body):
     session_id: Id | None = None
     client: Client = Field(description="Platform, device, network type and region")
     display_name: Text | None = None
+    teacher_token: str | None = Field(
+        None,
+        max_length=128,
+        description="Publishing with a browser key: the room's teacher token (from its creation)",
+    )
 
 
 class Answer(BaseModel):
     type: Literal["answer"]
     sdp: str
     peer_id: str
+    peer_token: str = Field(description="Send as X-Peer-Token to leave (DELETE …/peers/{peer})")
     room_id: str
     role: Role
     qos_interval_s: float
@@ -134,6 +143,19 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.server = server
+    cap = settings.max_sdp_bytes + 16 * 1024  # the offer and who sends it
+
+    @app.middleware("http")
+    async def capped(request: Request, call_next: Any) -> Response:
+        """Refuse a body over the cap before anything reads it (FastAPI parses the body before
+        the key is checked)."""
+        if request.method in ("POST", "PUT", "PATCH"):
+            declared = request.headers.get("content-length")
+            if declared is None:
+                return _json(411, {"error": "length_required", "detail": "send Content-Length"})
+            if not declared.isdigit() or int(declared) > cap:
+                return _json(413, {"error": "too_large", "detail": f"body over {cap} bytes"})
+        return await call_next(request)
 
     @app.exception_handler(LiveError)
     async def refused(_: Request, exc: LiveError) -> Response:
@@ -168,21 +190,34 @@ def create_app(
         """Liveness: rooms, participants, QoS rows written and every outcome's count."""
         return {"status": "ok", **server.health(), "counters": server.ingest.counters.snapshot()}
 
+    def server_client(caller: str, what: str) -> None:
+        if caller in server.browser_clients:
+            raise LiveError(403, "forbidden", f"{what} with a server key, not a browser key")
+
     @app.post("/v1/rooms", status_code=201, responses=REFUSALS)
     async def create_room(body: NewRoom, caller: Caller) -> dict[str, Any]:
-        """Open a room (within the server's room and participant limits)."""
+        """Open a room (within the server's room and participant limits); server keys only.
+        The answer holds the room's `teacher_token`: give it to the teacher's page, which
+        publishes with a browser key."""
+        server_client(caller, "rooms are opened by the platform's server")
         room = server.rooms.create(
             body.room_id, body.course_id, body.title, body.max_participants, caller
         )
-        return room.describe()
+        return {**room.describe(), "teacher_token": room.teacher_token}
 
     @app.get("/v1/rooms", responses=REFUSALS)
-    async def list_rooms(_caller: Caller) -> list[dict[str, Any]]:
+    async def list_rooms(caller: Caller) -> list[dict[str, Any]]:
+        """Every room, with its participants; server keys only."""
+        server_client(caller, "rooms are listed")
         return [room.describe() for room in server.rooms.rooms.values()]
 
     @app.get("/v1/rooms/{room_id}", responses=REFUSALS)
-    async def get_room(room_id: str, _caller: Caller) -> dict[str, Any]:
-        return server.rooms.get(room_id).describe()
+    async def get_room(room_id: str, caller: Caller) -> dict[str, Any]:
+        """One room; a browser key sees the room, not who is in it."""
+        described = server.rooms.get(room_id).describe()
+        if caller in server.browser_clients:
+            del described["participants"]
+        return described
 
     @app.delete("/v1/rooms/{room_id}", status_code=204, responses=REFUSALS)
     async def close_room(room_id: str, caller: Caller) -> Response:
@@ -197,6 +232,17 @@ def create_app(
         if len(offer.sdp.encode()) > settings.max_sdp_bytes:
             raise LiveError(413, "too_large", f"sdp larger than {settings.max_sdp_bytes} bytes")
         room = server.rooms.get(room_id)
+        if (
+            role == "teacher"
+            and caller in server.browser_clients
+            and not hmac.compare_digest(offer.teacher_token or "", room.teacher_token)
+        ):
+            raise LiveError(
+                403,
+                "forbidden",
+                "publishing with a browser key needs the room's teacher_token (from the answer "
+                "that created the room)",
+            )
         who, answer = await server.connect(
             room,
             role,
@@ -210,6 +256,7 @@ def create_app(
             type="answer",
             sdp=answer.sdp,
             peer_id=who.peer_id,
+            peer_token=who.token,
             room_id=room.room_id,
             role=role,
             qos_interval_s=settings.browser_qos_interval_s,
@@ -226,13 +273,17 @@ def create_app(
         return await connect(room_id, "learner", offer, caller)
 
     @app.delete("/v1/rooms/{room_id}/peers/{peer_id}", status_code=204, responses=REFUSALS)
-    async def leave(room_id: str, peer_id: str, caller: Caller) -> Response:
+    async def leave(room_id: str, peer_id: str, request: Request, caller: Caller) -> Response:
+        """A participant leaves, with its `X-Peer-Token`; the room's creator may remove anyone."""
         room = server.rooms.get(room_id)
         who = next((p for p in room.participants if p.peer_id == peer_id), None)
         if who is None:
             raise LiveError(404, "unknown_peer", f"no participant {peer_id!r} in {room_id!r}")
-        if who.client_id != caller:
-            raise LiveError(403, "forbidden", "a participant is removed by its own client")
+        token = request.headers.get("x-peer-token", "")
+        if not hmac.compare_digest(token, who.token) and caller != room.created_by:
+            raise LiveError(
+                403, "forbidden", "a participant leaves with its own X-Peer-Token (from its answer)"
+            )
         await server.leave(room, who)
         return Response(status_code=204)
 

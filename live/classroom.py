@@ -4,13 +4,18 @@ Every message is one JSON object with a ``type``:
 
 - ``{"type": "chat", "text": "…"}`` from anyone goes to everyone else in the room;
 - ``{"type": "quiz", "quiz_id": "q1", "question": "…", "choices": ["a", "b"], "answer": 1}``
-  from the teacher asks a question (``max_score`` optional, default 1); learners get it
-  without the answer;
+  from the teacher asks a question (``max_score`` optional, default 1; ``max_attempts``
+  optional, default 1); learners get it without the answer;
 - ``{"type": "quiz_answer", "quiz_id": "q1", "choice": 1}`` from a learner is graded on the
   server and becomes a ``quiz_result`` event (the learner's id and client, the room's course,
   the attempt number, the time since the question) that passes the collector's validation and is
   written to ``learner.quiz``. An optional ``event_id`` (a UUID) makes a resent answer a
-  duplicate, not a second attempt.
+  duplicate: the server answers it with the first verdict and writes nothing, and the same
+  ``event_id`` for another learner or quiz is refused. Answers beyond the quiz's
+  ``max_attempts`` are refused.
+
+A participant sends at most ``max_messages_per_s`` messages a second (a 5-second window); more
+are answered ``{"type": "error", "reason": "rate_limited"}`` and dropped, not dead-lettered.
 
 A message that is not JSON, not an object, of an unknown type or with bad fields is written to
 the dead-letter topic with its reason (``malformed_json``, ``unknown_type``, ``invalid``), and
@@ -28,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from live.rooms import ROOM_ID as QUIZ_ID
 from live.rooms import Participant, Quiz, Room
 from schemas import format_utc
 from streams.intake import Rejected
@@ -38,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MESSAGE_TYPES = ("chat", "quiz", "quiz_answer")
 MAX_CHAT = 2000
+RATE_WINDOW_S = 5.0
 
 
 class Classroom:
@@ -45,8 +52,22 @@ class Classroom:
         self.server = server
         self.tasks: set[asyncio.Task[None]] = set()
 
+    async def drain(self) -> None:
+        """Wait for the messages being handled (at shutdown, before the producer closes)."""
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
     def received(self, room: Room, who: Participant, message: str | bytes) -> None:
         """aiortc's message callback: handled in a task (writing waits for Kafka)."""
+        now = time.monotonic()
+        window = [t for t in who.messages if now - t < RATE_WINDOW_S]
+        if len(window) >= self.server.settings.max_messages_per_s * RATE_WINDOW_S:
+            who.messages = window
+            send(who, {"type": "error", "reason": "rate_limited",
+                       "detail": "too many messages: slow down (dropped)"})  # fmt: skip
+            return
+        window.append(now)
+        who.messages = window
         task = asyncio.ensure_future(self.handle(room, who, message))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -88,6 +109,7 @@ class Classroom:
                 len(item["choices"]),
                 int(item["answer"]),
                 float(item.get("max_score", 1.0)),
+                int(item.get("max_attempts", 1)),
             )
             room.quizzes[quiz.quiz_id] = quiz
             public = {k: item[k] for k in ("quiz_id", "question", "choices")}
@@ -99,12 +121,33 @@ class Classroom:
         self, room: Room, who: Participant, item: dict[str, Any], raw: bytes
     ) -> dict[str, Any]:
         quiz = room.quizzes[item["quiz_id"]]
-        correct = item["choice"] == quiz.answer
         attempt_key = (who.learner_id, quiz.quiz_id)
+        # One answer of a learner to a quiz at a time: the attempt number and the resend check
+        # must see the answer before.
+        lock = room.answering.setdefault(attempt_key, asyncio.Lock())
+        async with lock:
+            return await self._answer(room, who, quiz, item, raw)
+
+    async def _answer(
+        self, room: Room, who: Participant, quiz: Quiz, item: dict[str, Any], raw: bytes
+    ) -> dict[str, Any]:
+        attempt_key = (who.learner_id, quiz.quiz_id)
+        event_id = str(uuid.UUID(item["event_id"])) if item.get("event_id") else None
+        if event_id is not None and event_id in room.answers:
+            learner, quiz_id, first = room.answers[event_id]
+            if (learner, quiz_id) != attempt_key:
+                return await self.reject(
+                    who, Rejected("invalid", f"event_id {event_id} is another answer's", raw)
+                )
+            return {**first, "duplicate": True}  # a resend: the first verdict, nothing written
+        if room.attempts[attempt_key] >= quiz.max_attempts:
+            detail = f"no attempts left on quiz {quiz.quiz_id!r} (at most {quiz.max_attempts})"
+            return await self.reject(who, Rejected("invalid", detail, raw))
+        correct = item["choice"] == quiz.answer
         received_at = self.server.clock()
         event = {
             "type": "quiz_result",
-            "event_id": item.get("event_id") or str(uuid.uuid4()),
+            "event_id": event_id or str(uuid.uuid4()),
             "occurred_at": format_utc(received_at),
             "learner_id": who.learner_id,
             "session_id": who.session_id,
@@ -120,13 +163,15 @@ class Classroom:
         checked = self.server.intake.check(event, received_at, raw)
         result = await self.server.write([checked], who.client_id)
         verdict = result["results"][0]
+        ack = {"type": "ack", "for": "quiz_answer", "quiz_id": quiz.quiz_id, "correct": correct,
+               **verdict}  # fmt: skip
         if verdict["status"] == "accepted":
             room.attempts[attempt_key] += 1
+            room.answers[verdict["event_id"]] = (who.learner_id, quiz.quiz_id, ack)
             if room.teacher is not None:
                 send(room.teacher, {"type": "answer", "peer_id": who.peer_id,
                                     "quiz_id": quiz.quiz_id, "correct": correct})  # fmt: skip
-        return {"type": "ack", "for": "quiz_answer", "quiz_id": quiz.quiz_id,
-                "correct": correct, **verdict}  # fmt: skip
+        return ack
 
     async def reject(self, who: Participant, rejected: Rejected) -> dict[str, Any]:
         """Dead-letter a bad message (with its reason) and tell the sender why."""
@@ -149,8 +194,13 @@ def _problem(kind: str, item: dict[str, Any], who: Participant, room: Room) -> s
         if room.course_id is None:
             return "the room has no course_id: create it with one to run quizzes"
         choices, answer = item.get("choices"), item.get("answer")
-        if not isinstance(item.get("quiz_id"), str) or not item["quiz_id"]:
-            return "quiz_id must be a non-empty string"
+        if not isinstance(item.get("quiz_id"), str) or not QUIZ_ID.match(item["quiz_id"]):
+            return "quiz_id must be 1-128 letters, digits and _.:-"
+        if item["quiz_id"] in room.quizzes:
+            return f"quiz {item['quiz_id']!r} was already asked in this room: use a new quiz_id"
+        attempts = item.get("max_attempts", 1)
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 10:
+            return "max_attempts must be 1 to 10"
         if not isinstance(item.get("question"), str):
             return "question must be a string"
         if not isinstance(choices, list) or not 2 <= len(choices) <= 10:

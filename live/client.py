@@ -60,6 +60,7 @@ class Peer:
     peer_id: str
     room_id: str
     channel: Any
+    token: str = ""
     messages: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     frames: dict[str, int] = field(default_factory=dict)  # received, by kind
     first_frame_at: dict[str, float] = field(default_factory=dict)
@@ -152,7 +153,7 @@ async def publish(
     body = {"learner_id": learner_id, "client": client_info(network_type, region)}
     async with aiohttp.ClientSession() as session:
         answer = await _connect(session, f"{base_url}/v1/rooms/{room_id}/publish", pc, body, key)
-    peer = Peer(pc, answer["peer_id"], room_id, channel)
+    peer = Peer(pc, answer["peer_id"], room_id, channel, answer["peer_token"])
     _wire(pc, peer)
     return peer
 
@@ -188,7 +189,7 @@ async def join(
     body = {"learner_id": learner_id, "client": client_info(network_type, region)}
     async with aiohttp.ClientSession() as session:
         answer = await _connect(session, f"{base_url}/v1/rooms/{room_id}/join", pc, body, key)
-    peer.peer_id = answer["peer_id"]
+    peer.peer_id, peer.token = answer["peer_id"], answer["peer_token"]
     del on_track
     return peer
 

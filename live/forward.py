@@ -63,6 +63,7 @@ def receive_encoded(pc: Any, track: Any, room: Room) -> None:
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
         if receiver.track is track:
+            _require(receiver, "_RTCRtpReceiver__decoder_queue")
             receiver._RTCRtpReceiver__decoder_queue = _EncodedFrames(track, room)
 
 
@@ -70,7 +71,17 @@ def pass_keyframe_requests(pc: Any, keyframes: Keyframes) -> None:
     """A learner's keyframe requests (PLI, FIR) go to the teacher."""
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "video":
+            _require(transceiver.sender, "_send_keyframe")
             transceiver.sender._send_keyframe = keyframes.request
+
+
+def _require(obj: Any, name: str) -> None:
+    """Fail loudly, not silently, when an aiortc upgrade renames what a hook replaces."""
+    if not hasattr(obj, name):
+        raise RuntimeError(
+            f"{type(obj).__name__} has no {name}: live/forward.py needs aiortc 1.16 "
+            "(or set LEARNSTREAM_LIVE__FORWARD_ENCODED=false)"
+        )
 
 
 def match_teacher_codecs(room: Room, pc: Any) -> None:

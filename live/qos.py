@@ -7,10 +7,12 @@ know about one stream of one participant:
   ``outbound-rtp`` gives the bytes sent (the bitrate is their delta over the interval) and the
   learner's receiver reports (``remote-inbound-rtp``) give the round-trip time, the jitter and
   the loss the learner sees. Direction ``inbound``: what the participant receives.
-- the **teacher** sends to the server, so the server is the receiver: ``inbound-rtp`` gives the
-  packets received and lost and the jitter, and the bytes come from a counter on the receiver
-  (aiortc's inbound stats carry none). aiortc measures no round-trip time on a stream it only
-  receives, so teacher rows have none. Direction ``outbound``.
+- the **teacher** sends to the server, so the server is the receiver: aiortc's statistics of
+  the teacher's media SSRC give the packets received and lost and the jitter (read per SSRC:
+  ``inbound-rtp`` keeps one entry per receiver, which the RTX stream overwrites), and the bytes
+  come from a counter on the receiver (aiortc's inbound stats carry none). aiortc measures no
+  round-trip time on a stream it only receives, so teacher rows have none. Direction
+  ``outbound``.
 
 Jitter arrives in RTP clock units (divided by the codec's clock rate: 90 kHz for video, 48 kHz
 for Opus) and RTT in seconds; rows carry milliseconds.
@@ -29,6 +31,7 @@ from schemas import Client, LiveQos
 from schemas.quality import of_event
 
 VIDEO_CLOCK_HZ = 90_000
+MAX_DELAY_MS = 600_000.0  # the LiveQos model's bound on rtt_ms and jitter_ms
 AUDIO_CLOCK_HZ = {"opus": 48_000, "pcmu": 8_000, "pcma": 8_000, "g722": 8_000}
 
 Direction = Literal["inbound", "outbound"]
@@ -73,28 +76,34 @@ def from_sender_stats(kind: str, stats: Any, rate: int, at: float | None = None)
         kind=kind,  # type: ignore[arg-type]
         direction="inbound",
         at=time.monotonic() if at is None else at,
-        rtt_ms=None if rtt is None else rtt * 1000,
-        jitter_ms=None if remote is None else remote.jitter * 1000 / rate,
+        rtt_ms=None if rtt is None else _plausible(rtt * 1000),
+        jitter_ms=None if remote is None else _plausible(remote.jitter * 1000 / rate),
         packets_received=None if remote is None else max(0, remote.packetsReceived),
         packets_lost=None if remote is None else max(0, remote.packetsLost),
         bytes=None if out is None else out.bytesSent,
     )
 
 
-def from_receiver_stats(
-    kind: str, stats: Any, rate: int, received_bytes: int | None, at: float | None = None
+def from_stream_statistics(
+    kind: str, stream: Any, rate: int, received_bytes: int | None, at: float | None = None
 ) -> Measure:
-    """The teacher's stream from the server's receiver stats (``inbound-rtp``)."""
-    inbound = next((s for s in stats.values() if s.type == "inbound-rtp"), None)
+    """The teacher's stream from aiortc's statistics of its media SSRC (what ``inbound-rtp``
+    reports, read per SSRC: the RTX stream has its own)."""
     return Measure(
         kind=kind,  # type: ignore[arg-type]
         direction="outbound",
         at=time.monotonic() if at is None else at,
-        jitter_ms=None if inbound is None else inbound.jitter * 1000 / rate,
-        packets_received=None if inbound is None else inbound.packetsReceived,
-        packets_lost=None if inbound is None else max(0, inbound.packetsLost),
+        jitter_ms=None if stream is None else _plausible(stream.jitter * 1000 / rate),
+        packets_received=None if stream is None else stream.packets_received,
+        packets_lost=None if stream is None else max(0, stream.packets_lost),
         bytes=received_bytes,
     )
+
+
+def _plausible(ms: float | None) -> float | None:
+    """A delay in ms, or None where a peer's report made it absurd (negative, or above the
+    model's 10 minutes: a wrapped RTP timestamp, a forged receiver report)."""
+    return ms if ms is not None and 0 <= ms <= MAX_DELAY_MS else None
 
 
 def interval_figures(previous: Measure | None, current: Measure) -> dict[str, float | None]:
@@ -116,7 +125,8 @@ def interval_figures(previous: Measure | None, current: Measure) -> dict[str, fl
         received = counts[0] - counts[2]  # type: ignore[operator]
         lost = max(0, counts[1] - counts[3])  # type: ignore[operator]
         expected = received + lost
-        fraction = lost / expected if expected > 0 else 0.0
+        # nothing expected (no new receiver report, or a restarted counter): loss unknown
+        fraction = lost / expected if expected > 0 and received >= 0 else None
     return {
         "interval_s": interval if interval > 0 else None,
         "fraction_lost": None if fraction is None else min(1.0, fraction),

@@ -47,6 +47,7 @@ class Quiz:
     choices: int
     answer: int
     max_score: float
+    max_attempts: int
     asked_at: float = field(default_factory=time.monotonic)
 
 
@@ -81,6 +82,9 @@ class Participant:
     channel: RTCDataChannel | None = None
     measures: dict[tuple[str, str], Measure] = field(default_factory=dict)
     received_bytes: dict[str, int] = field(default_factory=dict)  # by kind, teacher only
+    media_ssrc: dict[str, int] = field(default_factory=dict)  # by kind, teacher only
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))  # to leave with
+    messages: list[float] = field(default_factory=list)  # data-channel arrival times
     joined_at: float = field(default_factory=time.monotonic)
 
 
@@ -99,6 +103,11 @@ class Room:
     attempts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (learner, quiz)
     keyframes: Keyframes = field(default_factory=Keyframes)  # to the teacher's video
     forwarded_frames: int = 0  # the teacher's encoded frames handed on (forwarding only)
+    teacher_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    closed: bool = False
+    idle_since: float | None = None
+    answers: dict[str, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
+    answering: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     created_at: float = field(default_factory=time.monotonic)
 
     @property

@@ -13,14 +13,19 @@ with a reason when it is bad, and confirmed by Kafka.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+from pydantic import ValidationError
 
 from live import forward, qos
 from live.classroom import Classroom
@@ -56,6 +61,7 @@ class LiveServer:
         self.clock = clock
         self.classroom = Classroom(self)
         self.qos_rows = 0
+        self.tasks: set[asyncio.Task[None]] = set()
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -82,6 +88,8 @@ class LiveServer:
         """Answer a participant's offer: the teacher publishes, a learner receives."""
         self.rooms.admit(room, role)
         _check_offer(offer.sdp, role)
+        if role == "teacher":
+            room.relay = MediaRelay()  # a fresh relay per class: nothing of an earlier one stays
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         peer_id = f"{role[0]}-{secrets.token_hex(6)}"
         who = Participant(peer_id, role, learner_id, session_id or peer_id, client, client_id, pc)
@@ -105,6 +113,9 @@ class LiveServer:
                 _count_bytes(pc, who, track, room)
                 if forwarding:
                     forward.receive_encoded(pc, track, room)
+                # Read the teacher's track from the start, learners or not: aiortc queues what
+                # a track receives without bound until someone reads it.
+                self._spawn(_drain(room.relay.subscribe(track, buffered=False)))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -131,6 +142,8 @@ class LiveServer:
                 if forwarding:
                     forward.pass_keyframe_requests(pc, room.keyframes)
             await pc.setLocalDescription(await pc.createAnswer())
+            if room.closed or (role == "learner" and room.teacher is None):
+                raise LiveError(409, "not_live", f"room {room.room_id!r} ended while joining")
         except BaseException:
             await self.leave(room, who)
             raise
@@ -139,11 +152,21 @@ class LiveServer:
         )
         return who, pc.localDescription
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task the server keeps until it ends (and whose errors are logged)."""
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("live server task failed", exc_info=task.exception())
+
     def _drop_if_unconnected(self, room: Room, who: Participant) -> None:
         if who.pc.connectionState != "connected":
             log.info("%s in %s never connected: dropped", who.peer_id, room.room_id)
-            task = asyncio.ensure_future(self.leave(room, who))
-            task.add_done_callback(lambda _t: None)
+            self._spawn(self.leave(room, who))
 
     async def leave(self, room: Room, who: Participant) -> None:
         """A participant leaves (or is dropped). When the teacher leaves, the class ends."""
@@ -157,16 +180,33 @@ class LiveServer:
         await who.pc.close()
 
     async def close_room(self, room_id: str) -> None:
+        """End a class. The room leaves the registry first, so nobody joins it meanwhile."""
         room = self.rooms.get(room_id)
+        room.closed = True
+        self.rooms.remove(room_id)
         if room.teacher is not None:
             await self.leave(room, room.teacher)
         for learner in list(room.learners.values()):
             await self.leave(room, learner)
-        self.rooms.remove(room_id)
+
+    async def close_idle_rooms(self) -> None:
+        """Close rooms nobody has been in for ``room_idle_s``."""
+        now = time.monotonic()
+        for room in list(self.rooms.rooms.values()):
+            if room.participants:
+                room.idle_since = None
+            elif room.idle_since is None:
+                room.idle_since = now
+            elif now - room.idle_since >= self.settings.room_idle_s:
+                log.info("room %s idle for %.0f s: closed", room.room_id, now - room.idle_since)
+                await self.close_room(room.room_id)
 
     async def shutdown(self) -> None:
         for room_id in list(self.rooms.rooms):
             await self.close_room(room_id)
+        await self.classroom.drain()  # answers in flight reach Kafka before the producer closes
+        for task in list(self.tasks):
+            task.cancel()
 
     def health(self) -> dict[str, int]:
         rooms = self.rooms.rooms.values()
@@ -193,9 +233,9 @@ class LiveServer:
                 stats = await transceiver.sender.getStats()
                 measures.append(qos.from_sender_stats(kind, stats, rate))
             elif who.role == "teacher" and kind in room.tracks:
-                stats = await transceiver.receiver.getStats()
+                stream = _media_stream(transceiver.receiver, who.media_ssrc.get(kind))
                 got = who.received_bytes.get(kind)
-                measures.append(qos.from_receiver_stats(kind, stats, rate, got))
+                measures.append(qos.from_stream_statistics(kind, stream, rate, got))
         return measures
 
     async def sample(self) -> int:
@@ -222,7 +262,11 @@ class LiveServer:
                     who.measures[key] = current
                     if previous is None:
                         continue  # the first measure only starts the interval
-                    row = qos.event(ident, previous, current, at)
+                    try:
+                        row = qos.event(ident, previous, current, at)
+                    except ValidationError as exc:  # figures a client's reports made absurd
+                        log.warning("QoS row of %s not written: %s", who.peer_id, exc)
+                        continue
                     checked.append(self.intake.check_event(row, at))
         if not checked:
             return 0
@@ -237,20 +281,47 @@ class LiveServer:
             started = time.monotonic()
             try:
                 await self.sample()
+                await self.close_idle_rooms()
             except Exception:  # keep measuring: one bad round must not end QoS for the process
                 log.exception("live QoS round failed")
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
 def _check_offer(sdp: str, role: Role) -> None:
-    """Refuse an offer that is not SDP, or that cannot do what the role needs."""
+    """Refuse an offer that is not SDP, or that does not do what the role does: a teacher sends
+    at most one audio and one video stream, a learner only receives."""
     if not sdp.startswith("v=0"):
         raise LiveError(400, "bad_sdp", "sdp must be an SDP offer (starting with v=0)")
-    media = [line.split()[0][2:] for line in sdp.splitlines() if line.startswith("m=")]
-    if role == "teacher" and not {"audio", "video"} & set(media):
-        raise LiveError(400, "bad_sdp", "a teacher's offer must send audio or video")
-    if role == "learner" and not {"audio", "video"} & set(media):
-        raise LiveError(400, "bad_sdp", "a learner's offer must receive audio or video")
+    sections = [s for s in re.split(r"\r?\n(?=m=)", sdp)[1:] if s[2:7] in ("audio", "video")]
+    kinds = [s[2:7] for s in sections]
+    if not kinds:
+        raise LiveError(400, "bad_sdp", f"a {role}'s offer must have an audio or video section")
+    if role == "teacher" and (kinds.count("audio") > 1 or kinds.count("video") > 1):
+        raise LiveError(400, "bad_sdp", "a teacher sends one audio and one video stream at most")
+    if role == "learner":
+        for section in sections:
+            directions = re.findall(r"^a=(sendrecv|sendonly|recvonly|inactive)\s*$", section, re.M)
+            if directions[:1] not in (["recvonly"], ["inactive"]):
+                raise LiveError(
+                    400,
+                    "bad_sdp",
+                    "a learner's audio and video sections must be recvonly: learners receive the "
+                    "class, they do not send media",
+                )
+
+
+def _media_stream(receiver: Any, ssrc: int | None) -> Any:
+    """aiortc's statistics of the teacher's media stream (``inbound-rtp`` holds one entry per
+    receiver, which the RTX stream overwrites once it starts)."""
+    streams = receiver._RTCRtpReceiver__remote_streams
+    return None if ssrc is None else streams.get(ssrc)
+
+
+async def _drain(track: Any) -> None:
+    """Read a relayed track and drop what it gives, until it ends."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
 
 
 def _count_bytes(pc: RTCPeerConnection, who: Participant, track: Any, room: Room) -> None:
@@ -265,12 +336,20 @@ def _count_bytes(pc: RTCPeerConnection, who: Participant, track: Any, room: Room
         handle: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
         kind: str = track.kind
 
+        rtx = receiver._RTCRtpReceiver__rtx_ssrc  # {rtx ssrc: media ssrc}, filled at receive()
+
         async def counting(
-            packet: Any, arrival_time_ms: int, _h: Any = handle, _k: str = kind
+            packet: Any,
+            arrival_time_ms: int,
+            _h: Any = handle,
+            _k: str = kind,
+            _rtx: dict[int, int] = rtx,
         ) -> None:
-            who.received_bytes[_k] = who.received_bytes.get(_k, 0) + len(packet.payload)
-            if _k == "video" and room.keyframes.ssrc != packet.ssrc:
-                room.keyframes.ssrc = packet.ssrc
+            if packet.ssrc not in _rtx:  # retransmissions and padding are not the stream
+                who.received_bytes[_k] = who.received_bytes.get(_k, 0) + len(packet.payload)
+                who.media_ssrc[_k] = packet.ssrc
+                if _k == "video":
+                    room.keyframes.ssrc = packet.ssrc
             await _h(packet, arrival_time_ms=arrival_time_ms)
 
         receiver._handle_rtp_packet = counting  # type: ignore[method-assign]

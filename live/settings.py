@@ -22,6 +22,12 @@ class LiveSettings(BaseModel):
     max_participants: int = Field(
         30, ge=2, description="Per room, the teacher included (a room may set fewer)"
     )
+    room_idle_s: float = Field(
+        3600, gt=0, description="A room nobody has been in for this long is closed"
+    )
+    max_messages_per_s: float = Field(
+        10, gt=0, description="Data-channel messages a participant may send per second"
+    )
     qos_interval_s: float = Field(
         5.0, gt=0, le=3600, description="How often getStats() becomes live_qos events"
     )

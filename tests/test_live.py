@@ -14,6 +14,8 @@ import pytest
 
 from learnstream.stack import Stack
 from live import client, qos
+from live.rooms import LiveError
+from live.server import _check_offer as check_offer
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrate import migrate
 from sinks.clickhouse.settings import ClickHouseSettings
@@ -75,6 +77,29 @@ def test_qos_units_and_interval_figures() -> None:
     assert figures["bitrate_kbps"] == pytest.approx(250_000 * 8 / 1000 / 2)  # 1000 kbps
     assert figures["fraction_lost"] == pytest.approx(20 / 210)  # 190 received + 20 lost
     assert qos.interval_figures(None, later)["bitrate_kbps"] is None
+    # a receiver report a client can forge or a wrapped timestamp: the figure is dropped, the
+    # round goes on (jitter 0xFFFFFFFF RTP units is 13 hours; a negative RTT)
+    absurd = SimpleNamespace(
+        type="remote-inbound-rtp", roundTripTime=-3.0, jitter=0xFFFFFFFF, packetsReceived=1,
+        packetsLost=0,
+    )  # fmt: skip
+    bad = qos.from_sender_stats("video", {"a": absurd}, 90_000, at=1.0)
+    assert bad.rtt_ms is None and bad.jitter_ms is None
+    # nothing new expected in the interval: the loss is unknown, not zero
+    same = qos.Measure("video", "inbound", 14.0, packets_received=1180, packets_lost=30)
+    assert qos.interval_figures(later, same)["fraction_lost"] is None
+
+
+def test_offers_are_checked_for_what_the_role_does() -> None:
+    two_videos = "v=0\r\nm=video 9 X 96\r\na=sendonly\r\nm=video 9 X 96\r\na=sendonly\r\n"
+    with pytest.raises(LiveError, match="one audio and one video"):
+        check_offer(two_videos, "teacher")
+    with pytest.raises(LiveError, match="recvonly"):
+        check_offer("v=0\r\nm=video 9 X 96\r\na=sendrecv\r\n", "learner")
+    with pytest.raises(LiveError, match="audio or video"):
+        check_offer("v=0\r\nm=application 9 X webrtc-datachannel\r\n", "learner")
+    check_offer("v=0\r\nm=audio 9 X 111\r\na=recvonly\r\nm=video 9 X 96\r\na=inactive\r\n",
+                "learner")  # fmt: skip
 
 
 # --- aiortc participants ----------------------------------------------------------------------
@@ -103,13 +128,19 @@ def test_aiortc_class_media_quiz_and_server_qos_reach_kafka_and_clickhouse(
             await teacher.send({"type": "quiz", "quiz_id": "q-eigen", "question": "det(I)?",
                                 "choices": ["0", "1", "2"], "answer": 1})  # fmt: skip
             asked = await learners[0].next_message("quiz")
-            await learners[0].send({"type": "quiz_answer", "quiz_id": "q-eigen", "choice": 1})
+            answer = {"type": "quiz_answer", "quiz_id": "q-eigen", "choice": 1,
+                      "event_id": str(uuid.uuid4())}  # fmt: skip
+            await learners[0].send(answer)
             ack = await learners[0].next_message("ack")
             told = await teacher.next_message("answer")
+            await learners[0].send(answer)  # resent: the first verdict, nothing written again
+            resent = await learners[0].next_message("ack")
+            await learners[0].send({**answer, "event_id": str(uuid.uuid4()), "choice": 0})
+            second = await learners[0].next_message("error")  # one attempt by default
             await asyncio.sleep(3.5)  # three QoS rounds
             described = live.request("GET", f"/v1/rooms/{room_id}").json()
             return {"room": described, "frames": frames, "chat": chat, "asked": asked,
-                    "ack": ack, "told": told,
+                    "ack": ack, "told": told, "resent": resent, "second": second,
                     "peers": [teacher.peer_id] + [p.peer_id for p in learners]}  # fmt: skip
         finally:
             for p in [teacher, *learners]:
@@ -123,12 +154,17 @@ def test_aiortc_class_media_quiz_and_server_qos_reach_kafka_and_clickhouse(
     assert got["chat"]["text"] == "can you repeat the last step?"
     assert "answer" not in got["asked"]  # the key stays on the server
     assert got["ack"]["status"] == "accepted" and got["ack"]["correct"] is True
+    assert got["resent"]["duplicate"] is True
+    assert got["resent"]["event_id"] == got["ack"]["event_id"]
+    assert "no attempts left" in got["second"]["detail"]
     assert got["told"] == {"type": "answer", "peer_id": got["peers"][1], "quiz_id": "q-eigen",
                            "correct": True}  # fmt: skip
 
     # the answer is a quiz_result in Kafka, through the collector's validation
     quiz = [json.loads(r.value) for r in read_to_end(live.bootstrap, ["learner.quiz"])]
-    result = next(q for q in quiz if q["event_id"] == got["ack"]["event_id"])
+    written = [q for q in quiz if q["event_id"] == got["ack"]["event_id"]]
+    assert len(written) == 1  # the resend wrote nothing
+    result = written[0]
     assert result["learner_id"] == "learner-a" and result["course_id"] == "course-live-101"
     assert (result["score"], result["max_score"], result["passed"], result["attempt"]) == (
         1.0, 1.0, True, 1,
@@ -204,6 +240,16 @@ def test_bad_input_gets_a_clear_4xx_and_bad_messages_are_dead_lettered(live: Liv
     refused(live.request("POST", f"/v1/rooms/{room_id}/join", {"sdp": 1}), 422,
             "invalid_request")  # fmt: skip
     refused(live.request("POST", "/v1/rooms", {"room_id": room_id}), 409, "room_exists")
+    # a browser key joins classes; it does not open, list or teach them without the token
+    as_browser = {"key": BROWSER_KEY, "Origin": live.url}
+    refused(live.request("POST", "/v1/rooms", {}, **as_browser), 403, "forbidden")
+    refused(live.request("GET", "/v1/rooms", **as_browser), 403, "forbidden")
+    assert "participants" not in live.request("GET", f"/v1/rooms/{room_id}", **as_browser).json()
+    refused(live.request("POST", f"/v1/rooms/{room_id}/publish", {**offer, "sdp": "v=0"},
+                         **as_browser), 403, "forbidden")  # fmt: skip
+    big = live.request("POST", f"/v1/rooms/{room_id}/join", {**offer, "sdp": "v=0" + "x" * 90_000},
+                       key="wrong")  # fmt: skip
+    assert big.status_code == 413  # refused before the body is read, even without a key
     refused(live.request("POST", "/v1/rooms", {"max_participants": 10_000}), 400,
             "too_many_participants")  # fmt: skip
 
@@ -222,6 +268,9 @@ def test_bad_input_gets_a_clear_4xx_and_bad_messages_are_dead_lettered(live: Liv
 
     async def scenario() -> dict[str, Any]:
         teacher = await client.publish(live.url, SERVER_KEY, room_id, "teacher-8")
+        sendrecv = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n"
+        sends = live.request("POST", f"/v1/rooms/{room_id}/join", {**offer, "sdp": sendrecv})
+        assert sends.status_code == 400 and "recvonly" in sends.text  # a learner never sends
         learner = await client.join(live.url, SERVER_KEY, room_id, "learner-c")
         try:
             with pytest.raises(RuntimeError, match=r"409.*room_full"):
@@ -234,6 +283,14 @@ def test_bad_input_gets_a_clear_4xx_and_bad_messages_are_dead_lettered(live: Liv
             unknown = await learner.next_message("error")
             await learner.send({"type": "shout", "text": "hi"})
             shout = await learner.next_message("error")
+            # leaving needs the participant's own token (or the room's creator)
+            path = f"/v1/rooms/{room_id}/peers/{teacher.peer_id}"
+            other = live.request("DELETE", path, key=BROWSER_KEY, Origin=live.url)
+            assert other.status_code == 403, other.text
+            own = live.request("DELETE", f"/v1/rooms/{room_id}/peers/{learner.peer_id}",
+                               key=BROWSER_KEY, Origin=live.url,
+                               **{"X-Peer-Token": learner.token})  # fmt: skip
+            assert own.status_code == 204, own.text
             return {"broken": broken, "unknown": unknown, "shout": shout}
         finally:
             await learner.close()

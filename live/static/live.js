@@ -101,9 +101,10 @@ function rows(report, previous, session, intervalS) {
           const frozen = ms(s.totalFreezesDuration - (before.totalFreezesDuration || 0));
           row.freeze_ms = Math.min(Math.max(0, frozen), row.interval_s * 1000);
         }
-        if (s.jitterBufferEmittedCount > 0) {
-          row.jitter_buffer_delay_ms = ms(s.jitterBufferDelay / s.jitterBufferEmittedCount);
-        }
+        // this interval's mean wait per emitted frame (the counters are lifetime totals)
+        const emitted = s.jitterBufferEmittedCount - (before ? before.jitterBufferEmittedCount || 0 : 0);
+        const waited = s.jitterBufferDelay - (before ? before.jitterBufferDelay || 0 : 0);
+        if (emitted > 0 && waited >= 0) row.jitter_buffer_delay_ms = ms(waited / emitted);
       }
     } else {
       const r = remote[s.id];
@@ -192,7 +193,7 @@ function onMessage(channel, raw) {
   }
 }
 
-async function start(form) {
+async function start(form, clicked) {
   const f = Object.fromEntries(new FormData(form));
   const config = await (await fetch("/v1/config")).json();
   const pc = new RTCPeerConnection({ iceServers: [] });
@@ -213,10 +214,18 @@ async function start(form) {
     pc.addTransceiver("video", { direction: "recvonly" });
     const remote = new MediaStream();
     pc.ontrack = (e) => { remote.addTrack(e.track); $("video").srcObject = remote; };
+    // Browsers play sound only after a click: started from the form, hear the teacher at once;
+    // auto-started, the video's controls unmute it.
+    if (clicked) $("video").muted = false;
   }
+  let timer = null;
   pc.onconnectionstatechange = () => {
     state.connected = pc.connectionState === "connected";
     $("status").textContent = `${f.role} in room ${f.room}: ${pc.connectionState}`;
+    if (["failed", "closed", "disconnected"].includes(pc.connectionState) && timer !== null) {
+      clearInterval(timer);  // the class is over for this page: no more rows of frozen counters
+      timer = null;
+    }
   };
   await pc.setLocalDescription(await pc.createOffer());
   await waitForIce(pc);
@@ -230,6 +239,7 @@ async function start(form) {
   const path = `/v1/rooms/${encodeURIComponent(f.room)}/${f.role === "teacher" ? "publish" : "join"}`;
   const answer = await api(path, f.key, {
     type: "offer", sdp: pc.localDescription.sdp, learner_id: f.learner_id, client,
+    ...(f.role === "teacher" && f.teacher_token ? { teacher_token: f.teacher_token } : {}),
   });
   await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
   const room = await (await fetch(`/v1/rooms/${encodeURIComponent(f.room)}`, { headers: { "X-API-Key": f.key } })).json();
@@ -238,13 +248,34 @@ async function start(form) {
     room_id: answer.room_id, course_id: room.course_id, client,
   };
   state.peer_id = answer.peer_id;
+  addEventListener("pagehide", () => {
+    fetch(`/v1/rooms/${encodeURIComponent(f.room)}/peers/${answer.peer_id}`, {
+      method: "DELETE", keepalive: true,
+      headers: { "X-API-Key": f.key, "X-Peer-Token": answer.peer_token },
+    });
+  });
+  if (f.role === "teacher") {
+    const ask = $("ask");
+    ask.hidden = false;
+    let asked = 0;
+    ask.onsubmit = (e) => {
+      e.preventDefault();
+      const choices = ask.choices.value.split("|").map((c) => c.trim()).filter(Boolean);
+      channel.send(JSON.stringify({
+        type: "quiz", quiz_id: `q-${Date.now()}-${++asked}`, question: ask.question.value,
+        choices, answer: Number(ask.answer.value) - 1,
+      }));
+      show(`asked: ${ask.question.value}`);
+      ask.reset();
+    };
+  }
   const previous = new Map();
   const every = (config.browser_qos_interval_s || answer.qos_interval_s) * 1000;
-  setInterval(() => report(pc, session, previous, config).catch(fail), every);
+  timer = setInterval(() => report(pc, session, previous, config).catch(fail), every);
 }
 
 const params = new URLSearchParams(location.search);
 const form = $("join");
 for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
-form.onsubmit = (e) => { e.preventDefault(); start(form).catch(fail); };
-if (params.get("autostart") === "1") start(form).catch(fail);
+form.onsubmit = (e) => { e.preventDefault(); start(form, true).catch(fail); };
+if (params.get("autostart") === "1") start(form, false).catch(fail);
