@@ -46,6 +46,7 @@ def test_cli_help_works_on_every_level() -> None:
         ["bench"],
         ["demo"],
         ["settings"],
+        ["dashboards", "build"],
     ]
     assert [p for p in expected if p not in paths] == []
     for path in paths:

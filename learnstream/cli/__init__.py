@@ -8,6 +8,7 @@
 | `jobs run`, `reco replay` | :mod:`learnstream.cli.jobs` |
 | `settings`, `demo`, `bench` | :mod:`learnstream.cli.tools` |
 | `live` | :mod:`learnstream.cli.live` |
+| `dashboards build` | :mod:`learnstream.cli.dashboards` |
 
 Every error of learnstream's own (``LearnstreamError``) becomes one line on stderr and its exit
 code: 1 in general, 2 for bad usage, 3-6 for the local stack, 10-12 for Kafka, ClickHouse or the
@@ -20,7 +21,7 @@ import sys
 
 import typer
 
-from learnstream.cli import ingest, jobs, live, settlement, stack, store, tools
+from learnstream.cli import dashboards, ingest, jobs, live, settlement, stack, store, tools
 from learnstream.errors import LearnstreamError
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(jobs.reco_app, name="reco")
 app.add_typer(ingest.dlq_app, name="dlq")
 app.add_typer(settlement.settlement_app, name="settlement")
+app.add_typer(dashboards.dashboards_app, name="dashboards")
 app.command("simulate")(ingest.simulate)
 app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     tools.bench
