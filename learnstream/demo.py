@@ -3,8 +3,9 @@
 Today: the stack, the collector, the escrow with the settlement sink and the receipts indexer,
 a simulated run through the collector (with some bad input), a look at the dead-letter topic,
 the two Flink jobs over what arrived, every settlement path on the chain (deposits, full and
-early-finish completions, partial payouts at the deadline, an expiry), the ClickHouse sink and
-a clean reconcile. Later issues add the live classes, the dashboards and `learnstream up`.
+early-finish completions, partial payouts at the deadline, an expiry), a short live class with
+a quiz, the ClickHouse sink, a clean reconcile and the dashboards' offline report
+(`report.html`). The next issue adds `learnstream up`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import collections
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from learnstream.errors import LearnstreamError
 from learnstream.settings import Settings
@@ -39,6 +41,27 @@ def load_clickhouse(settings: Settings, echo: Callable[[str], None]) -> None:
     echo(frame.to_string(index=False))
 
 
+def write_report(settings: Settings, echo: Callable[[str], None]) -> None:
+    """Every dashboard's panels on what the demo stored, in one offline HTML file."""
+    from dashboards.definitions import DASHBOARDS
+    from dashboards.report import render_html, run_report
+    from sinks.clickhouse.client import connect
+
+    client = connect(settings.clickhouse.dsn)
+    try:
+        made = run_report(client, DASHBOARDS)
+    finally:
+        client.close()
+    out = Path("report.html")
+    out.write_text(render_html(made), encoding="utf-8")
+    echo(
+        f"report: {out.resolve()} ({out.stat().st_size // 1024} KiB; the five dashboards offline, "
+        "open it in a browser; `learnstream report` makes it again)"
+    )
+    if made.failed:
+        raise LearnstreamError(f"demo: report panels failed: {', '.join(made.failed)}")
+
+
 def run_flink_jobs(settings: Settings, echo: Callable[[str], None]) -> None:
     """Both Flink jobs over what has arrived since their last run (their own consumer groups),
     on the mini-cluster, each to the end of its input."""
@@ -58,7 +81,7 @@ def run_flink_jobs(settings: Settings, echo: Callable[[str], None]) -> None:
 
 
 def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> None:
-    from learnstream import demo_settlement
+    from learnstream import demo_live, demo_settlement
     from learnstream.stack.collector import CollectorStartError, start_collector
     from streams import dlq
     from streams.collector.auth import generate_key
@@ -103,8 +126,11 @@ def run(settings: Settings, echo: Callable[[str], None], keep: bool = False) -> 
         demo_settlement.settle_and_expire(
             settlement, report.event_ids, settings.collector.url, key, echo
         )
+        live_class = demo_live.run_class(settings, key, echo)
         load_clickhouse(settings, echo)
+        demo_live.summary(settings, live_class, echo)
         demo_settlement.summary(settlement, report.event_ids, echo)
+        write_report(settings, echo)
     finally:
         demo_settlement.stop_all(settlement)
         if collector is not None:

@@ -47,6 +47,7 @@ def test_cli_help_works_on_every_level() -> None:
         ["demo"],
         ["settings"],
         ["dashboards", "build"],
+        ["report"],
     ]
     assert [p for p in expected if p not in paths] == []
     for path in paths:

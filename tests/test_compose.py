@@ -8,6 +8,7 @@ running them: every image is pinned, every path exists, every learnstream settin
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -352,6 +353,67 @@ def test_compose_grafana_provisioning_is_valid_yaml() -> None:
     assert file_providers, "no file dashboard provider"
     paths = {str((p.get("options") or {}).get("path", "")).rstrip("/") for p in file_providers}
     assert dashboards_dir in paths, f"no dashboard provider reads {dashboards_dir}"
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """{container path: host path} of a service's ``./…`` bind mounts (short syntax)."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        source, target = str(volume).split(":")[:2]
+        if source.startswith("./"):
+            mounts[target.rstrip("/")] = source.rstrip("/")
+    return mounts
+
+
+def test_compose_grafana_reads_clickhouse_as_a_readonly_user() -> None:
+    """The datasource logs in as a user of a users.d file mounted into the clickhouse service,
+    with a read-only profile and its own password variable; Grafana never gets the password of
+    the user the services write with. (tests/test_dashboards_alerts.py checks the grants.)"""
+    found = services()
+    clickhouse, grafana = found["clickhouse"], found["grafana"]
+    datasource_file = PROVISIONING / "datasources" / "clickhouse.yaml"
+    [ds] = yaml.safe_load(datasource_file.read_text(encoding="utf-8"))["datasources"]
+    username = ds["jsonData"]["username"]
+    password = re.fullmatch(r"\$\{(\w+)\}", ds["secureJsonData"]["password"])
+    assert password, "the datasource password comes from one environment variable"
+    variable = password.group(1)
+
+    users = {}
+    for target, source in bind_mounts(clickhouse).items():
+        if target.startswith("/etc/clickhouse-server/users.d/") and target.endswith(".xml"):
+            root = ET.parse(ROOT / source).getroot()
+            profiles = {p.tag: p for p in root.findall("profiles/*")}
+            for user in root.findall("users/*"):
+                users[user.tag] = (user, profiles)
+    assert username in users, f"no users.d file mounted into clickhouse defines {username}"
+    assert username != environment_of(clickhouse).get("CLICKHOUSE_USER"), "not the writer"
+    user, profiles = users[username]
+    profile = profiles[user.findtext("profile", "")]
+    assert profile.findtext("readonly") in ("1", "2"), f"{username}'s profile is not read-only"
+    secret = user.find("password")
+    assert secret is not None and secret.get("from_env") == variable, "password from the env"
+    env_clickhouse, env_grafana = environment_of(clickhouse), environment_of(grafana)
+    assert env_clickhouse.get(variable) and env_clickhouse.get(variable) == env_grafana.get(
+        variable
+    ), f"{variable} must reach both containers with the same default"
+    assert "CLICKHOUSE_PASSWORD" not in env_grafana, "Grafana gets the read-only password only"
+
+
+def test_compose_grafana_alert_rules_are_provisioned() -> None:
+    mounts = {source: target for target, source in bind_mounts(services()["grafana"]).items()}
+    assert mounts.get("./dashboards/provisioning") == "/etc/grafana/provisioning"
+    files = sorted((PROVISIONING / "alerting").glob("*.yaml"))
+    assert files, "no alert rules in dashboards/provisioning/alerting"
+    for path in files:
+        groups = yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        queries = [
+            item
+            for group in groups
+            for rule in group["rules"]
+            for item in rule["data"]
+            if item["datasourceUid"] != "__expr__"
+        ]
+        assert queries and {q["datasourceUid"] for q in queries} == {"clickhouse"}
 
 
 @pytest.mark.parametrize(

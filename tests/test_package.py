@@ -32,7 +32,7 @@ ENTRY_POINTS = """
 import json, sys
 import learnstream, learnstream.cli, learnstream.wiring, learnstream.stack.chserver
 import streams.collector.app, sinks.clickhouse.sink, jobs.faust.reco_app, jobs.lag_monitor
-import jobs.flink.qos, jobs.flink.completion, jobs.launch, schemas.export
+import jobs.flink.qos, jobs.flink.completion, jobs.launch, schemas.export, dashboards.report
 from learnstream.settings import Settings
 from learnstream.wiring import collector_app, reco_app
 settings = Settings()

@@ -9,6 +9,7 @@
 | `settings`, `demo`, `bench` | :mod:`learnstream.cli.tools` |
 | `live` | :mod:`learnstream.cli.live` |
 | `dashboards build` | :mod:`learnstream.cli.dashboards` |
+| `report` | :mod:`learnstream.cli.report` |
 
 Every error of learnstream's own (``LearnstreamError``) becomes one line on stderr and its exit
 code: 1 in general, 2 for bad usage, 3-6 for the local stack, 10-12 for Kafka, ClickHouse or the
@@ -21,7 +22,17 @@ import sys
 
 import typer
 
-from learnstream.cli import dashboards, ingest, jobs, live, settlement, stack, store, tools
+from learnstream.cli import (
+    dashboards,
+    ingest,
+    jobs,
+    live,
+    report,
+    settlement,
+    stack,
+    store,
+    tools,
+)
 from learnstream.errors import LearnstreamError
 
 app = typer.Typer(
@@ -48,6 +59,7 @@ app.command("sql")(store.sql)
 app.command("settings")(tools.show_settings)
 app.command("demo")(tools.demo)
 app.command("live")(live.live)
+app.command("report")(report.report)
 
 
 def main() -> None:
