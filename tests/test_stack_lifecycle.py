@@ -17,7 +17,7 @@ import pytest
 from learnstream.errors import JavaNotFoundError, PortInUseError, ServiceStartError
 from learnstream.settings import StackSettings
 from learnstream.stack import Stack, procs
-from learnstream.stack.services import find_java
+from learnstream.stack.services import Kafka, find_java
 from streams.admin import ensure_topics
 from streams.kafka import make_consumer, make_producer, produce_all
 from streams.topics import TopicSpec
@@ -210,10 +210,16 @@ def test_stack_broker_that_does_not_come_up_reports_its_log_tail(
     assert stack.status()[0].state == "stopped"
 
 
-def test_stack_start_timeout_reports_the_log_tail(make_stack: Callable[..., Stack]) -> None:
+def test_stack_start_timeout_reports_the_log_tail(
+    make_stack: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A broker that never answers its health probe. (A real one with a tiny timeout raced: one
+    # probe waits up to 2 s, and a fast start answered it before the deadline was checked.)
+    monkeypatch.setattr(Kafka, "healthy", lambda _self: False)
     stack = make_stack(["kafka"])
-    with pytest.raises(ServiceStartError, match="did not become healthy"):
-        stack.up(timeout=0.01, create_topics=False)
+    with pytest.raises(ServiceStartError, match="did not become healthy") as raised:
+        stack.up(timeout=1.0, create_topics=False)
+    assert "Last lines of" in str(raised.value)
     assert our_processes(stack.settings.stack.state_dir) == []
 
 
