@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from schemas import Client, LiveQos
-from schemas.quality import of_event
+from schemas.quality import quality
 
 VIDEO_CLOCK_HZ = 90_000
 MAX_DELAY_MS = 600_000.0  # the LiveQos model's bound on rtt_ms and jitter_ms
@@ -155,7 +155,11 @@ def event(
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> LiveQos:
     """One ``source=server`` row, scored with the project's quality function."""
-    row = LiveQos(
+    figures = interval_figures(previous, current)
+    scored = quality(
+        current.rtt_ms, current.jitter_ms, figures["fraction_lost"]
+    )  # server rows have no frame figures: the network score
+    return LiveQos(
         event_id=new_id(),
         occurred_at=occurred_at,
         learner_id=who.learner_id,
@@ -172,6 +176,6 @@ def event(
         jitter_ms=current.jitter_ms,
         packets_received=current.packets_received,
         packets_lost=current.packets_lost,
-        **interval_figures(previous, current),
+        score=round(scored.score, 3),
+        **figures,
     )
-    return row.model_copy(update={"score": round(of_event(row).score, 3)})

@@ -28,22 +28,13 @@ class EventSpec(NamedTuple):
     columns: tuple[ColumnSpec, ...]  # after the envelope's
 
 
-# (event, its score) of the last row: the row's score and band columns score an event once.
-# Replaced whole, so a reader in another thread sees a matching pair.
-_last: list[tuple[object, float]] = [(None, 0.0)]
-
-
 def live_score(event: Any) -> float:
     """The score stored for a ``live_qos`` event: the live server's own on its rows, else
-    ``schemas.quality.of_event``."""
-    last_event, last_score = _last[0]
-    if last_event is event:
-        return last_score
-    score = event.score if event.source == "server" and event.score is not None else None
-    if score is None:
-        score = quality.of_event(event).score
-    _last[0] = (event, score)
-    return score
+    ``schemas.quality.of_event`` (a few microseconds, so the band column scores again rather
+    than sharing state with the score column)."""
+    if event.source == "server" and event.score is not None:
+        return float(event.score)
+    return quality.of_event(event).score
 
 
 def _opt(name: str) -> ColumnSpec:
